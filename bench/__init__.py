@@ -1,0 +1,1 @@
+"""Benchmarks: latency per runtime, static figures, transfer accuracy; tables under results/."""

@@ -1,0 +1,74 @@
+"""How long per-layer parity takes: ``python -m bench.parity_time [MODEL] [--repeats N]``.
+
+Converts the model once (not timed), then times ``run_parity`` over all
+format pairs in fresh processes and writes ``results/parity-time-<model>.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+_CHILD = """
+import json, sys, time
+from pathlib import Path
+t0 = time.perf_counter()
+from converters.parity.run import run_parity
+timings = {}
+t1 = time.perf_counter()
+reports = run_parity(Path(sys.argv[1]), timings=timings)
+t2 = time.perf_counter()
+print(json.dumps({"import_s": t1 - t0, "parity_s": t2 - t1, "steps": timings,
+                  "passed": all(r.passed for r in reports)}))
+"""
+
+
+def time_once(folder: Path, threads: int | None) -> dict:
+    import os
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-c", _CHILD, str(folder)], capture_output=True,
+                          text=True, env=env, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.parity_time", description=__doc__)
+    parser.add_argument("model", nargs="?", default="squeezenet1_0")
+    parser.add_argument("--weights", default="random")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default="artifacts")
+    parser.add_argument("--results", default="results")
+    args = parser.parse_args(argv)
+
+    from converters.env import environment, markdown_header
+    from converters.pipeline import ConvertOptions, convert_model
+
+    manifest = convert_model(args.model, ConvertOptions(weights=args.weights,
+                                                        out_root=Path(args.out)),
+                             log=lambda s: None)
+    runs = [time_once(Path(args.out) / args.model, None) for _ in range(args.repeats)]
+    totals = [r["import_s"] + r["parity_s"] for r in runs]
+    env = environment(weights=manifest.weights["label"], with_gpu=False)
+    lines = [markdown_header(env, f"Per-layer parity time: {args.model}"),
+             f"All pairs ({', '.join(k for k in runs[0]['steps'] if k.startswith('compare'))}), "
+             f"{args.repeats} runs, each in a fresh process (imports included).\n",
+             f"- total per run (s): {', '.join(f'{t:.1f}' for t in totals)}; "
+             f"median {statistics.median(totals):.1f} s; all pairs passed: "
+             f"{all(r['passed'] for r in runs)}\n", "| step | median s |", "|---|---|"]
+    lines.append(f"| imports | {statistics.median(r['import_s'] for r in runs):.2f} |")
+    for step in runs[0]["steps"]:
+        lines.append(f"| {step} | {statistics.median(r['steps'][step] for r in runs):.2f} |")
+    path = Path(args.results) / f"parity-time-{args.model}.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines[1:]))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

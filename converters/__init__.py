@@ -1,0 +1,1 @@
+"""Format conversion (PyTorch -> ONNX -> TensorFlow/TFLite/Keras), runners and parity."""

@@ -1,0 +1,68 @@
+"""PyTorch -> ONNX with readable names.
+
+Uses the TorchScript exporter because its node names keep the PyTorch module
+path (``/features/features.0/features.0.0/Conv``) and ``TrainingMode.PRESERVE``
+on an eval-mode model keeps BatchNormalization as its own node, so per-layer
+parity and the Keras builder both see every PyTorch layer. Initializers carry
+the state-dict names (``features.0.1.running_var``).
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import onnx
+    import torch
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+DEFAULT_OPSET = 17
+
+
+def export_onnx(model: "torch.nn.Module", *, input_shape: tuple[int, ...], path: Path,
+                opset: int = DEFAULT_OPSET) -> Path:
+    """Export ``model`` (eval mode) to ``path``; batch axis dynamic; checked by onnx.checker."""
+    import onnx
+    import torch
+
+    model = model.eval()
+    example = torch.zeros(input_shape, dtype=torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(
+            model, (example,), str(path), dynamo=False, opset_version=opset,
+            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=True,
+        )
+    proto = onnx.load(str(path))
+    _name_shared_initializers(proto)
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, str(path))
+    return path
+
+
+def _name_shared_initializers(proto: "onnx.ModelProto") -> None:
+    """Give every parameter its own initializer under its state-dict name.
+
+    The exporter deduplicates equal tensors (e.g. all-ones BN scales of a
+    randomly initialised model) and reaches the duplicates through Identity
+    nodes; that would make one parameter's edit change another's.
+    """
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in proto.graph.initializer}
+    keep = []
+    for node in proto.graph.node:
+        if node.op_type == "Identity" and node.input[0] in inits:
+            array = numpy_helper.to_array(inits[node.input[0]])
+            proto.graph.initializer.append(numpy_helper.from_array(np.array(array), node.output[0]))
+        else:
+            keep.append(node)
+    del proto.graph.node[:]
+    proto.graph.node.extend(keep)
+

@@ -1,0 +1,1 @@
+"""Per-layer numerical parity across PyTorch, ONNX Runtime, TF/Keras and TFLite."""

@@ -1,0 +1,178 @@
+"""Every intermediate tensor of one format, keyed by ONNX tensor name, in ONNX layout.
+
+Each capture runs the format's own runner (or, for the TF graph, onnx2tf's
+Keras graph of the SavedModel) and maps its native tensor names back to ONNX
+names through what conversion recorded: module paths (PyTorch), tensor maps
+with layout permutations (onnx2tf, Keras builder). What cannot be aligned is
+returned with the reason, never dropped silently.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from converters.parity.graph_index import GraphIndex
+
+
+@dataclass
+class Capture:
+    format: str
+    tensors: dict[str, np.ndarray]  # ONNX tensor name -> array in ONNX layout
+    unaligned: dict[str, str] = field(default_factory=dict)  # ONNX tensor name -> why
+    # ONNX tensors computed inside one fused op of this format, keyed by the tensor it outputs
+    fused: dict[str, list[str]] = field(default_factory=dict)
+
+
+def to_onnx_layout(array: np.ndarray, perm: list[int] | None) -> np.ndarray:
+    """Undo a recorded permutation (artifact axis j holds ONNX axis perm[j])."""
+    if not perm or array.ndim != len(perm):
+        return array
+    return np.transpose(array, np.argsort(perm))
+
+
+def capture_torch(model, x: np.ndarray, index: GraphIndex) -> Capture:
+    from converters.runners import RunnerSpec
+    from converters.runners.torch_runner import TorchRunner
+
+    runner = TorchRunner(RunnerSpec("pytorch", ""), model=model, capture=True)
+    with runner:
+        runner.infer({"input": x})
+    outputs = index.module_outputs(set(runner.captured))
+    tensors = {onnx_name: runner.captured[module] for module, onnx_name in outputs.items()}
+    aligned = set(tensors)
+    unaligned = {s.name: ("inside module " + s.module if s.module else "top-level functional op")
+                 + ": no PyTorch module output to hook"
+                 for s in index.sites if s.name not in aligned}
+    return Capture("pytorch", tensors, unaligned)
+
+
+def capture_onnx(onnx_path: Path, x: np.ndarray) -> Capture:
+    from converters.runners import RunnerSpec
+    from converters.runners.onnxrt_runner import OnnxrtRunner
+
+    runner = OnnxrtRunner(RunnerSpec("onnx", str(onnx_path)), capture=True)
+    with runner:
+        out = runner.infer({"input": x})
+    return Capture("onnx", {**runner.captured, **out})
+
+
+def capture_tflite(path: Path, tensor_map: dict, x: np.ndarray, fmt: str) -> Capture:
+    """TFLite with preserve-all-tensors; TF layer names come from the onnx2tf record."""
+    from converters.runners import RunnerSpec
+    from converters.runners.tflite_runner import TfliteRunner
+
+    runner = TfliteRunner(RunnerSpec(fmt, str(path), input_permutation=(0, 2, 3, 1)),
+                          preserve_all_tensors=True)
+    with runner:
+        out = runner.infer({"input": x})
+        by_layer = _tflite_activations(runner.interpreter.get_tensor_details())
+        onnx_of_layer = {layer: name for name, rec in tensor_map.items()
+                         for layer in (rec["tf_layer"], *rec["tf_aliases"])}
+        tensors, unaligned, fused = {}, {}, {}
+        for onnx_name, rec in tensor_map.items():
+            found = by_layer.get(rec["tf_layer"])
+            if found is None:
+                unaligned[onnx_name] = f"{rec['op']} fused into a following TFLite op"
+                continue
+            idx, layers = found
+            value = runner.interpreter.get_tensor(idx).astype(np.float32)
+            tensors[onnx_name] = to_onnx_layout(value, rec["permutation"])
+            fused[onnx_name] = [onnx_of_layer[l] for l in layers[1:]
+                                if onnx_of_layer.get(l, onnx_name) != onnx_name]
+    tensors.update(out)
+    return Capture(fmt, tensors, unaligned, fused)
+
+
+def _tflite_activations(details: list[dict]) -> dict[str, tuple[int, list[str]]]:
+    """TF layer name -> (tensor index, TF layers fused into that tensor).
+
+    A tensor named ``model/tf.nn.relu_20/Relu;model/tf.nn.convolution_20/convolution``
+    holds the result of the first op named; the others were fused into it.
+    Activations have a dynamic batch axis; weights do not.
+    """
+    out: dict[str, tuple[int, list[str]]] = {}
+    for d in details:
+        sig = d["shape_signature"]
+        if not (len(sig) and sig[0] == -1):
+            continue
+        layers = [part.split("/")[1] for part in d["name"].split(";") if part.startswith("model/")]
+        if layers:
+            out.setdefault(layers[0], (d["index"], layers))
+    return out
+
+
+def capture_keras(path: Path, x: np.ndarray) -> Capture:
+    """The Keras artifact with every mapped layer as an extra output."""
+    import keras
+
+    import converters.keras  # noqa: F401  registers custom layers
+    from converters.keras_export import layer_map_path
+
+    record = json.loads(layer_map_path(path).read_text())["tensors"]
+    model = keras.saving.load_model(path, compile=False)
+    layer_names = {layer.name for layer in model.layers}
+    names = [n for n, r in record.items() if r["layer"] in layer_names]
+    probe = keras.Model(model.inputs, [model.get_layer(record[n]["layer"]).output for n in names])
+    values = probe(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), training=False)
+    tensors = {n: to_onnx_layout(np.asarray(v), record[n]["permutation"])
+               for n, v in zip(names, values if isinstance(values, list) else [values])}
+    unaligned = {n: "no Keras layer (folded into a neighbour)" for n in record
+                 if n not in tensors}
+    return Capture("keras", tensors, unaligned)
+
+
+class GraphMismatchError(RuntimeError):
+    """The rebuilt TF graph does not compute what the SavedModel artifact computes."""
+
+
+def capture_tf(onnx_path: Path, saved_model: Path, x: np.ndarray, calibration_images
+               ) -> Capture:
+    """onnx2tf's TF graph (the one its SavedModel is saved from), every mapped layer exposed.
+
+    The SavedModel on disk keeps no layer structure, so the graph is rebuilt
+    by the same onnx2tf call without saving; ``parity`` checks that its final
+    output equals the SavedModel artifact's.
+    """
+    import tempfile
+
+    from converters.tf_export import build_tf_keras_graph
+
+    import tf_keras
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model, tensor_map = build_tf_keras_graph(onnx_path, Path(tmp) / "work", calibration_images)
+
+    layers = {layer.name: layer for layer in model.layers}
+    names = [n for n, r in tensor_map.items() if r["tf_layer"] in layers]
+    outputs = [layers[tensor_map[n]["tf_layer"]].output for n in names]
+    probe = tf_keras.Model(model.inputs, outputs)
+    values = probe(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), training=False)
+    values = values if isinstance(values, (list, tuple)) else [values]
+    tensors = {n: to_onnx_layout(np.asarray(v), tensor_map[n]["permutation"])
+               for n, v in zip(names, values)}
+    _check_against_saved_model(tensors, saved_model, x)
+    return Capture("tf_savedmodel", tensors,
+                   {n: "no TF layer" for n in tensor_map if n not in tensors})
+
+
+def _check_against_saved_model(tensors: dict[str, np.ndarray], saved_model: Path,
+                               x: np.ndarray) -> None:
+    """Replace the rebuilt graph's outputs by the artifact's own, after checking they agree."""
+    from converters.runners import RunnerSpec
+    from converters.runners.tf_runner import SavedModelRunner
+
+    runner = SavedModelRunner(RunnerSpec("tf_savedmodel", str(saved_model),
+                                         input_permutation=(0, 2, 3, 1)))
+    with runner:
+        out = runner.infer({"input": x})
+    for name, value in out.items():
+        rebuilt = tensors.get(name)
+        if rebuilt is None:
+            raise GraphMismatchError(f"rebuilt TF graph has no output {name!r}")
+        gap = float(np.abs(rebuilt - value).max())
+        if gap > 1e-5 * max(1.0, float(np.abs(value).max())):
+            raise GraphMismatchError(f"rebuilt TF graph differs from {saved_model} by {gap:.2e}")
+        tensors[name] = value

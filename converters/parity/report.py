@@ -1,0 +1,118 @@
+"""Views of parity reports: JSON (the record), CSV, a terminal table, a PNG plot."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+from converters.parity.run import PairReport
+
+CSV_COLUMNS = ("model", "weights", "reference", "test", "precision", "depth", "tensor", "module",
+               "op", "shape", "max_abs", "mean_abs", "rel_l2", "cosine", "snr_db", "passed",
+               "fused_with")
+
+
+def pair_slug(r: PairReport) -> str:
+    return f"{r.reference}_vs_{r.test}"
+
+
+def report_json(r: PairReport) -> dict:
+    first, worst = r.first_divergent, r.worst
+    return {
+        "model": r.model, "weights": r.weights, "reference": r.reference, "test": r.test,
+        "precision": r.precision, "inputs": r.inputs, "passed": r.passed,
+        "n_onnx_tensors": r.n_sites, "n_aligned": len(r.diffs),
+        "aligned_fraction": round(r.aligned_fraction, 4),
+        "first_divergent": first.to_json() if first else None,
+        "worst": worst.to_json() if worst else None,
+        "tensors": [d.to_json() | {"fused_with": r.fused.get(d.name, [])} for d in r.diffs],
+        "unaligned": r.unaligned,
+    }
+
+
+def write_reports(reports: list[PairReport], folder: Path) -> list[Path]:
+    """One JSON per pair, one CSV for all pairs, one PNG; returns the paths written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for r in reports:
+        path = folder / f"{pair_slug(r)}.json"
+        path.write_text(json.dumps(report_json(r), indent=1) + "\n")
+        written.append(path)
+    written.append(write_csv(reports, folder / "parity.csv"))
+    written.append(plot_depth(reports, folder / "parity.png"))
+    return written
+
+
+def write_csv(reports: list[PairReport], path: Path) -> Path:
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(CSV_COLUMNS)
+        for r in reports:
+            for d in r.diffs:
+                w.writerow([r.model, r.weights, r.reference, r.test, r.precision, d.depth, d.name,
+                            d.module, d.op, "x".join(map(str, d.shape)), f"{d.max_abs:.3e}",
+                            f"{d.mean_abs:.3e}", f"{d.rel_l2:.3e}", f"{d.cosine:.8f}",
+                            f"{d.snr_db:.2f}", d.passed, ";".join(r.fused.get(d.name, []))])
+    return path
+
+
+def plot_depth(reports: list[PairReport], path: Path) -> Path:
+    """Relative L2 error of every aligned tensor against its depth in the graph, per pair."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for r in reports:
+        pts = [(d.depth, max(d.rel_l2, 1e-12)) for d in r.diffs if math.isfinite(d.rel_l2)]
+        if pts:
+            ax.plot(*zip(*pts), marker=".", linewidth=1, label=f"{r.reference} vs {r.test}")
+        first = r.first_divergent
+        if first:
+            ax.axvline(first.depth, linestyle="--", linewidth=0.8, color="red")
+    ax.set_yscale("log")
+    ax.set_xlabel("ONNX node index (depth)")
+    ax.set_ylabel("relative L2 error")
+    title = reports[0].model if reports else ""
+    ax.set_title(f"{title}: per-layer error ({reports[0].weights if reports else ''})")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def describe(d, fused: list[str], modules: dict[str, str]) -> str:
+    """``features.3.squeeze (Conv)``, plus what a fused op computed with it."""
+    text = f"{d.module or '<top level>'} ({d.op})"
+    if fused:
+        text += " fused with " + ", ".join(modules.get(f, f) for f in fused)
+    return text
+
+
+def print_summary(reports: list[PairReport]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    if not reports:
+        return
+    modules = {d.name: f"{d.module} ({d.op})" for r in reports for d in r.diffs}
+    table = Table(title=f"{reports[0].model}: per-layer parity ({reports[0].weights}; "
+                        f"{reports[0].inputs})")
+    for col in ("pair", "prec", "aligned", "result", "first divergent layer", "worst layer",
+                "worst SNR dB"):
+        table.add_column(col)
+    for r in reports:
+        first, worst = r.first_divergent, r.worst
+        table.add_row(
+            f"{r.reference} vs {r.test}", r.precision,
+            f"{len(r.diffs)}/{r.n_sites} ({r.aligned_fraction:.0%})",
+            "[green]pass[/green]" if r.passed else "[red]FAIL[/red]",
+            f"[red]{describe(first, r.fused.get(first.name, []), modules)}[/red]" if first else "-",
+            describe(worst, r.fused.get(worst.name, []), modules) if worst else "-",
+            f"{worst.snr_db:.1f}" if worst else "-")
+    import sys
+
+    Console(width=None if sys.stdout.isatty() else 160).print(table)

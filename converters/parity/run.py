@@ -1,0 +1,144 @@
+"""Per-layer parity of a converted model: capture every format, align, compare."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from converters.manifest import Manifest, load_manifest
+from converters.parity.capture import (Capture, capture_keras, capture_onnx, capture_tf,
+                                       capture_tflite, capture_torch)
+from converters.parity.graph_index import GraphIndex, index_graph
+from converters.parity.metrics import TensorDiff, TolerancePolicy, diff_tensors
+
+PAIRS: tuple[tuple[str, str], ...] = (
+    ("pytorch", "onnx"), ("onnx", "tf_savedmodel"), ("onnx", "tflite_fp32"),
+    ("onnx", "tflite_fp16"), ("onnx", "keras"))
+
+
+@dataclass
+class PairReport:
+    model: str
+    weights: str
+    reference: str
+    test: str
+    precision: str
+    inputs: str
+    n_sites: int  # float tensors in the ONNX graph
+    diffs: list[TensorDiff]
+    unaligned: dict[str, str]
+    fused: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return all(d.passed for d in self.diffs)
+
+    @property
+    def first_divergent(self) -> TensorDiff | None:
+        return next((d for d in self.diffs if not d.passed), None)
+
+    @property
+    def worst(self) -> TensorDiff | None:
+        return min(self.diffs, key=lambda d: d.snr_db, default=None)
+
+    @property
+    def aligned_fraction(self) -> float:
+        return len(self.diffs) / self.n_sites if self.n_sites else 0.0
+
+
+@dataclass(frozen=True)
+class ParityInputs:
+    x: np.ndarray  # NCHW float32
+    description: str
+    calibration_images: list[np.ndarray]
+
+
+def parity_inputs(manifest: Manifest, *, n_photos: int = 4, n_random: int = 2, seed: int = 0
+                  ) -> ParityInputs:
+    """Real photos (preprocessed) followed by seeded standard-normal images."""
+    from zoo.data import sample_photos
+    from zoo.meta import published_meta
+    from zoo.preprocess import preprocess_images
+    from zoo.registry import get_entry
+
+    photos = sample_photos(max(n_photos, 1))
+    prep = published_meta(get_entry(manifest.model)).preprocessing
+    real = preprocess_images(photos.images[:n_photos], prep)
+    noise = np.random.default_rng(seed).standard_normal((n_random, *real.shape[1:]),
+                                                        dtype=np.float32)
+    desc = f"{n_photos} photos ({photos.source}) + {n_random} seeded N(0,1) images"
+    return ParityInputs(np.concatenate([real, noise]), desc, photos.images)
+
+
+def capture_format(fmt: str, folder: Path, manifest: Manifest, inputs: ParityInputs,
+                   index: GraphIndex) -> Capture:
+    import json
+
+    onnx_path = folder / manifest.artifact("onnx").path
+    if fmt == "pytorch":
+        from zoo.build import build_model
+
+        model, _ = build_model(manifest.model, weights=manifest.weights["spec"])
+        return capture_torch(model, inputs.x, index)
+    if fmt == "onnx":
+        return capture_onnx(onnx_path, inputs.x)
+    if fmt == "tf_savedmodel":
+        return capture_tf(onnx_path, folder / manifest.artifact("tf_savedmodel").path, inputs.x,
+                          inputs.calibration_images)
+    if fmt == "keras":
+        return capture_keras(folder / manifest.artifact("keras").path, inputs.x)
+    tensor_map = json.loads((folder / "tf_tensor_map.json").read_text())
+    return capture_tflite(folder / manifest.artifact(fmt).path, tensor_map, inputs.x, fmt)
+
+
+def compare(ref: Capture, test: Capture, index: GraphIndex, *, model: str, weights: str,
+            precision: str, inputs: str, policy: TolerancePolicy) -> PairReport:
+    tol = policy.for_(model, precision)
+    diffs, unaligned = [], {}
+    for site in index.sites:
+        a, b = ref.tensors.get(site.name), test.tensors.get(site.name)
+        if a is None or b is None:
+            missing = ref if a is None else test
+            unaligned[site.name] = f"{missing.format}: " + missing.unaligned.get(
+                site.name, "tensor not produced")
+            continue
+        if a.shape != b.shape:
+            unaligned[site.name] = f"shape {a.shape} vs {b.shape}"
+            continue
+        diffs.append(diff_tensors(a, b, name=site.name, module=site.module, op=site.op,
+                                  depth=site.depth, tol=tol))
+    return PairReport(model, weights, ref.format, test.format, precision, inputs,
+                      len(index.sites), diffs, unaligned, test.fused)
+
+
+def run_parity(folder: Path, *, pairs: tuple[tuple[str, str], ...] = PAIRS,
+               policy: TolerancePolicy | None = None, inputs: ParityInputs | None = None,
+               timings: dict[str, float] | None = None) -> list[PairReport]:
+    """Compare every pair in ``pairs`` for the converted model in ``folder``.
+
+    ``timings``, when given, receives the seconds spent capturing each format
+    and comparing each pair.
+    """
+    import time
+
+    timings = {} if timings is None else timings
+    manifest = load_manifest(folder)
+    policy = policy or TolerancePolicy()
+    inputs = inputs or parity_inputs(manifest)
+    index = index_graph(folder / manifest.artifact("onnx").path)
+    captures: dict[str, Capture] = {}
+    reports = []
+    for ref_fmt, test_fmt in pairs:
+        for fmt in (ref_fmt, test_fmt):
+            if fmt not in captures:
+                t0 = time.perf_counter()
+                captures[fmt] = capture_format(fmt, folder, manifest, inputs, index)
+                timings[f"capture {fmt}"] = time.perf_counter() - t0
+        precision = "fp16" if test_fmt.endswith("fp16") else "fp32"
+        t0 = time.perf_counter()
+        reports.append(compare(captures[ref_fmt], captures[test_fmt], index,
+                               model=manifest.model, weights=manifest.weights["label"],
+                               precision=precision, inputs=inputs.description, policy=policy))
+        timings[f"compare {ref_fmt} vs {test_fmt}"] = time.perf_counter() - t0
+    return reports

@@ -1,0 +1,134 @@
+"""``convert``: PyTorch -> ONNX -> SavedModel, TFLite fp32/fp16 and Keras, then agreement.
+
+Each step is a function from one artifact to the next; this module only
+sequences them, times them and records them in the manifest.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from converters.agreement import Agreement, compare_logits
+from converters.manifest import ArtifactRecord, Manifest, file_digest, staged_folder
+from converters.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx
+from converters.runners import RunnerSpec, make_runner
+from converters.tf_export import NCHW_TO_NHWC
+from zoo.build import build_model
+from zoo.data import SamplePhotos, sample_photos
+from zoo.meta import input_shape, published_meta
+from zoo.preprocess import preprocess_images
+from zoo.registry import get_entry
+
+DEFAULT_OUT = Path("artifacts")
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    weights: str = "imagenet"
+    out_root: Path = DEFAULT_OUT
+    n_images: int = 16
+    formats: tuple[str, ...] = ("onnx", "tf_savedmodel", "tflite_fp32", "tflite_fp16", "keras")
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def step(self, name: str) -> "_Step":
+        return _Step(self, name)
+
+
+class _Step:
+    def __init__(self, timer: _Timer, name: str) -> None:
+        self.timer, self.name = timer, name
+
+    def __enter__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.timer.seconds[self.name] = round(time.perf_counter() - self.t0, 3)
+
+
+def _record(folder: Path, fmt: str, path: Path, layout: str, precision: str) -> ArtifactRecord:
+    size, digest = file_digest(path)
+    perm = list(NCHW_TO_NHWC) if layout == "NHWC" else None
+    return ArtifactRecord(fmt, str(path.relative_to(folder)), layout, precision, perm, size, digest)
+
+
+def convert_model(name: str, opts: ConvertOptions = ConvertOptions(),
+                  log: Callable[[str], None] = print) -> Manifest:
+    """Convert one catalog model into ``opts.out_root/<name>/`` and check agreement."""
+    entry = get_entry(name)
+    timer = _Timer()
+    with timer.step("load_pytorch"):
+        model, source = build_model(entry, weights=opts.weights)
+    log(f"{name}: weights = {source.label}")
+    shape = input_shape(entry)
+    prep = published_meta(entry).preprocessing
+    photos = sample_photos(opts.n_images)
+    manifest = Manifest(
+        model=name, weights=source.to_json(),
+        input_spec={"name": INPUT_NAME, "shape": [-1, *shape[1:]], "dtype": "float32",
+                    "layout": "NCHW", "output": OUTPUT_NAME, "preprocessing": prep.__dict__,
+                    "sample_photos": photos.source})
+    with staged_folder(opts.out_root / name) as stage:
+        for record in _convert_steps(stage, name, model, shape, photos, opts.formats, timer, log):
+            manifest.artifacts.append(record)
+        manifest.step_seconds = timer.seconds
+        manifest.agreement = [a.to_json() for a in check_agreement(stage, manifest, model, photos)]
+        manifest.write(stage)
+    return manifest
+
+
+def _convert_steps(stage: Path, name: str, model, shape, photos: SamplePhotos,
+                   formats: tuple[str, ...], timer: _Timer, log: Callable[[str], None]
+                   ) -> Iterator[ArtifactRecord]:
+    onnx_path = stage / f"{name}.onnx"
+    with timer.step("onnx"):
+        export_onnx(model, input_shape=shape, path=onnx_path)
+    log(f"  onnx          {timer.seconds['onnx']:6.1f} s  {onnx_path.name}")
+    yield _record(stage, "onnx", onnx_path, "NCHW", "fp32")
+    if {"tf_savedmodel", "tflite_fp32", "tflite_fp16"} & set(formats):
+        from converters.tf_export import convert_onnx_to_tf
+
+        with timer.step("onnx2tf"):
+            tf = convert_onnx_to_tf(onnx_path, stage, calibration_images=photos.images)
+        log(f"  onnx2tf       {timer.seconds['onnx2tf']:6.1f} s  saved_model/, "
+            f"{tf.tflite_fp32.name}, {tf.tflite_fp16.name}")
+        yield _record(stage, "tf_savedmodel", tf.saved_model, "NHWC", "fp32")
+        yield _record(stage, "tflite_fp32", tf.tflite_fp32, "NHWC", "fp32")
+        yield _record(stage, "tflite_fp16", tf.tflite_fp16, "NHWC", "fp16")
+    if "keras" in formats:
+        from converters.keras_export import export_keras
+
+        with timer.step("keras"):
+            keras_path = export_keras(onnx_path, stage / f"{onnx_path.stem}.keras")
+        log(f"  keras         {timer.seconds['keras']:6.1f} s  {keras_path.name}")
+        yield _record(stage, "keras", keras_path, "NHWC", "fp32")
+
+
+def runner_spec(folder: Path, record: ArtifactRecord, threads: int | None = None) -> RunnerSpec:
+    perm = tuple(record.input_permutation) if record.input_permutation else None
+    return RunnerSpec(record.format, str(folder / record.path), input_permutation=perm,
+                      threads=threads)
+
+
+def check_agreement(folder: Path, manifest: Manifest, model, photos: SamplePhotos
+                    ) -> list[Agreement]:
+    """Logits of every artifact vs PyTorch on the sample photos."""
+    import torch
+
+    prep = published_meta(get_entry(manifest.model)).preprocessing
+    x = preprocess_images(photos.images, prep)
+    with torch.inference_mode():
+        ref = model(torch.from_numpy(x)).numpy()
+    results = []
+    for record in manifest.artifacts:
+        with make_runner(runner_spec(folder, record)) as runner:
+            logits = runner.infer({INPUT_NAME: x})[OUTPUT_NAME]
+        results.append(compare_logits(record.format, record.precision, logits, ref))
+    return results

@@ -1,0 +1,217 @@
+"""ONNX -> TF SavedModel + TFLite fp32/fp16 through onnx2tf, offline.
+
+onnx2tf transposes the graph to NHWC: the SavedModel and TFLite inputs are
+``(N, H, W, 3)``; the logits keep their ``(N, classes)`` shape.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+CALIBRATION_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+NCHW_TO_NHWC = (0, 2, 3, 1)
+
+
+TENSOR_MAP = "tf_tensor_map.json"
+
+
+@dataclass(frozen=True)
+class TfArtifacts:
+    saved_model: Path
+    tflite_fp32: Path
+    tflite_fp16: Path
+    tensor_map: Path  # ONNX tensor name -> TF layer name and layout permutation
+
+
+@contextlib.contextmanager
+def _recording_tensor_map(into: dict) -> Iterator[None]:
+    """Record onnx2tf's ONNX-tensor -> TF-layer table while it converts.
+
+    onnx2tf keeps that table (with whether it transposed each tensor to NHWC)
+    in a local ``tf_layers_dict`` that it hands to ``get_tf_model_outputs``
+    and never returns; wrapping that function is the one place to read it.
+    Per-layer parity aligns TF and TFLite tensors with this record instead of
+    guessing names or permutations afterwards.
+    """
+    import onnx2tf.onnx2tf as core
+
+    original = core.get_tf_model_outputs
+    seen: list[dict] = []
+
+    def spy(*, tf_layers_dict, output_names):
+        seen.append(tf_layers_dict)
+        return original(tf_layers_dict=tf_layers_dict, output_names=output_names)
+
+    core.get_tf_model_outputs = spy
+    try:
+        yield
+    finally:
+        core.get_tf_model_outputs = original
+    # read after convert() returns: it renames the output layers to the ONNX output names
+    if seen:
+        into.update(tensor_map_from_layers(seen[-1]))
+
+
+def tensor_map_from_layers(tf_layers_dict: dict) -> dict[str, dict]:
+    """ONNX tensor -> {tf_layer, tf_aliases, op, permutation}.
+
+    ``tf_layer`` outputs the tensor; ``tf_aliases`` are the other TF ops that
+    onnx2tf emitted for the same ONNX node (a Conv is ``tf.nn.convolution``
+    then a bias ``tf.math.add``), found by walking back from ``tf_layer`` to
+    the layers of other ONNX tensors. TFLite's fused tensor names refer to them.
+    """
+    primary = {}
+    for name, info in tf_layers_dict.items():
+        history = getattr(info.get("tf_node"), "_keras_history", None)
+        if history is not None:  # None: a constant folded away by onnx2tf
+            primary[name] = (history.layer, info)
+    owned = {layer.name for layer, _ in primary.values()}
+    out = {}
+    for name, (layer, info) in primary.items():
+        rank = len(info.get("shape") or [])
+        perm = list(NCHW_TO_NHWC) if info.get("nhwc") and rank == 4 else None
+        # onnx2tf renames tensors that start with "/" to "wa/..."; keep the ONNX name.
+        onnx_name = name[2:] if name.startswith("wa/") else name
+        out[onnx_name] = {"tf_layer": layer.name, "tf_aliases": _own_layers(layer, owned),
+                          "op": info.get("optype", ""), "permutation": perm}
+    return out
+
+
+def _own_layers(layer, owned: set[str]) -> list[str]:
+    """Layers feeding ``layer`` up to (not into) layers that compute other ONNX tensors."""
+    found, stack = [], [layer]
+    while stack:
+        for node in getattr(stack.pop(), "_inbound_nodes", [])[:1]:
+            inbound = node.inbound_layers
+            for parent in inbound if isinstance(inbound, (list, tuple)) else [inbound]:
+                if parent.name not in owned and parent.name not in found:
+                    found.append(parent.name)
+                    stack.append(parent)
+    return found
+
+
+def write_calibration_file(images: Sequence[np.ndarray], folder: Path) -> Path:
+    """onnx2tf's calibration sample (20 x 128 x 128 x 3, RGB in [0, 1]) from real photos.
+
+    onnx2tf downloads this file unless it is in the working directory.
+    """
+    from PIL import Image
+
+    if not images:
+        raise ValueError("no images to build the onnx2tf calibration file from")
+    batch = []
+    for i in range(20):
+        img = Image.fromarray(images[i % len(images)]).convert("RGB").resize((128, 128))
+        batch.append(np.asarray(img, dtype=np.float32) / 255.0)
+    path = folder / CALIBRATION_FILE
+    np.save(path, np.stack(batch))
+    return path
+
+
+@contextlib.contextmanager
+def _cwd_and_log(path: Path, log_file: Path) -> Iterator[None]:
+    """Run in ``path`` with stdout/stderr (Python and C++) going to ``log_file``.
+
+    onnx2tf prints every variable of the SavedModel; the log keeps it for errors.
+    """
+    import sys
+
+    old = os.getcwd()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with log_file.open("w") as fh:
+        os.dup2(fh.fileno(), 1)
+        os.dup2(fh.fileno(), 2)
+        os.chdir(path)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.chdir(old)
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+class ConversionError(RuntimeError):
+    """A converter step failed; the message says which and where its log is."""
+
+
+def _run_onnx2tf(onnx_path: Path, work: Path, calibration_images: Sequence[np.ndarray], *,
+                 save: bool) -> tuple[object, dict[str, dict]]:
+    """One onnx2tf call in ``work`` (offline); returns its tf_keras model and tensor map."""
+    import onnx2tf
+
+    work.mkdir(parents=True, exist_ok=True)
+    write_calibration_file(calibration_images, work)
+    log_file = work.parent / "onnx2tf.log"
+    tensor_map: dict[str, dict] = {}
+    try:
+        with _cwd_and_log(work, log_file), _recording_tensor_map(tensor_map):
+            model = onnx2tf.convert(
+                input_onnx_file_path=str(onnx_path.resolve()),
+                output_folder_path=str(work.resolve()),
+                copy_onnx_input_output_names_to_tflite=True,
+                output_signaturedefs=True,
+                not_use_onnxsim=True,  # our graph is already folded; onnxsim would fuse BN away
+                disable_model_save=not save,
+                non_verbose=True,
+            )
+    except (Exception, SystemExit) as exc:  # onnx2tf calls sys.exit on unsupported ops
+        raise ConversionError(f"onnx2tf failed on {onnx_path.name}: {_last_error(log_file, exc)}"
+                              ) from None
+    return model, tensor_map
+
+
+def convert_onnx_to_tf(onnx_path: Path, out_dir: Path, *, calibration_images: Sequence[np.ndarray]
+                       ) -> TfArtifacts:
+    """Write ``saved_model/``, ``<stem>_float32.tflite`` and ``<stem>_float16.tflite`` to ``out_dir``."""
+    work = out_dir / "onnx2tf"
+    _, tensor_map = _run_onnx2tf(onnx_path, work, calibration_images, save=True)
+    stem = onnx_path.stem
+    saved_model = out_dir / "saved_model"
+    for name in ("saved_model.pb", "variables", "assets", "fingerprint.pb"):
+        if (work / name).exists():
+            saved_model.mkdir(exist_ok=True)
+            shutil.move(str(work / name), str(saved_model / name))
+    fp32 = out_dir / f"{stem}_float32.tflite"
+    fp16 = out_dir / f"{stem}_float16.tflite"
+    shutil.move(str(work / fp32.name), str(fp32))
+    shutil.move(str(work / fp16.name), str(fp16))
+    shutil.rmtree(work)
+    map_path = out_dir / TENSOR_MAP
+    map_path.write_text(json.dumps(tensor_map, indent=1) + "\n")
+    return TfArtifacts(saved_model, fp32, fp16, map_path)
+
+
+def build_tf_keras_graph(onnx_path: Path, work: Path, calibration_images: Sequence[np.ndarray]
+                         ) -> tuple[object, dict[str, dict]]:
+    """onnx2tf's in-memory tf_keras graph (what its SavedModel is saved from) and tensor map.
+
+    Layer names are numbered per Keras session, so the map is taken from this
+    same call rather than from the one recorded at conversion.
+    """
+    import tf_keras
+
+    tf_keras.backend.clear_session()
+    return _run_onnx2tf(onnx_path, work, calibration_images, save=False)
+
+
+def _last_error(log_file: Path, exc: BaseException) -> str:
+    """onnx2tf's own ERROR lines (they name the op and node), else the exception."""
+    import re
+
+    text = log_file.read_text(errors="replace") if log_file.exists() else ""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in text.splitlines()]
+    errors = [ln for ln in lines if ln.startswith("ERROR:") and "trace log" not in ln]
+    return "; ".join(errors[:2]) if errors else f"{exc.__class__.__name__}: {exc}"

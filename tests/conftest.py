@@ -1,0 +1,30 @@
+"""Shared fixtures: an isolated torch hub cache, so no test sees weights cached by hand."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def empty_hub(tmp_path, monkeypatch):
+    """TORCH_HOME pointing at an empty folder."""
+    import torch.hub
+
+    home = tmp_path / "torch_home"
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+    return home
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 900
+            ) -> subprocess.CompletedProcess:
+    """Run ``python -m ...`` in a fresh process from the repo root."""
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)

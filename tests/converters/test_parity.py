@@ -1,0 +1,105 @@
+"""Per-layer parity: alignment coverage, metrics, and fault injection in every format."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from converters.parity.graph_index import index_graph
+from converters.parity.faults import perturb_keras, perturb_onnx, perturb_tflite
+from converters.parity.metrics import Tolerance, diff_tensors
+from converters.parity.report import write_reports
+from converters.parity.run import parity_inputs, run_parity
+from converters.manifest import load_manifest
+
+TARGET_MODULE = "features.6.squeeze"  # a conv in the middle of squeezenet1_1
+TARGET_NODE = "/features/features.6/squeeze/Conv"
+TARGET_WEIGHT = "features.6.squeeze.weight"
+
+
+@pytest.fixture(scope="module")
+def clean_reports(converted):
+    folder, _ = converted
+    return {(r.reference, r.test): r for r in run_parity(folder)}
+
+
+@pytest.fixture
+def copy_of(converted, tmp_path):
+    folder, _ = converted
+    target = tmp_path / folder.name
+    shutil.copytree(folder, target)
+    return target
+
+
+def _inputs(folder):
+    return parity_inputs(load_manifest(folder), n_photos=2, n_random=1)
+
+
+def test_every_pair_passes_and_reports_alignment(clean_reports, converted, tmp_path):
+    assert set(clean_reports) == {("pytorch", "onnx"), ("onnx", "tf_savedmodel"),
+                                  ("onnx", "tflite_fp32"), ("onnx", "tflite_fp16"),
+                                  ("onnx", "keras")}
+    for (ref, test), report in clean_reports.items():
+        assert report.passed, (ref, test, report.first_divergent)
+        # every ONNX tensor is either compared or has a stated reason
+        assert len(report.diffs) + len(report.unaligned) == report.n_sites
+        assert all(reason for reason in report.unaligned.values())
+    assert clean_reports[("onnx", "keras")].aligned_fraction == 1.0
+    assert clean_reports[("onnx", "tf_savedmodel")].aligned_fraction == 1.0
+    assert clean_reports[("pytorch", "onnx")].aligned_fraction > 0.8
+    assert clean_reports[("onnx", "tflite_fp32")].aligned_fraction > 0.5  # convs fuse with ReLU
+    fp32 = clean_reports[("onnx", "tflite_fp32")]
+    assert min(d.snr_db for d in fp32.diffs) > 100  # fp32 round-off only
+    written = write_reports(list(clean_reports.values()), tmp_path / "parity")
+    assert {p.suffix for p in written} == {".json", ".csv", ".png"}
+
+
+def test_onnx_fault_is_named_as_first_divergent(copy_of):
+    perturb_onnx(copy_of / f"{copy_of.name}.onnx", TARGET_WEIGHT, scale=1.5)
+    (report,) = run_parity(copy_of, pairs=(("pytorch", "onnx"),), inputs=_inputs(copy_of))
+    first = report.first_divergent
+    assert first is not None and first.module == TARGET_MODULE and first.op == "Conv"
+    before = [d for d in report.diffs if d.depth < first.depth]
+    assert before and all(d.passed for d in before)
+
+
+def test_keras_fault_is_named_as_first_divergent(copy_of):
+    perturb_keras(copy_of / f"{copy_of.name}.keras", TARGET_NODE, scale=1.5)
+    (report,) = run_parity(copy_of, pairs=(("onnx", "keras"),), inputs=_inputs(copy_of))
+    first = report.first_divergent
+    assert first is not None and first.module == TARGET_MODULE and first.op == "Conv"
+
+
+@pytest.mark.parametrize("fmt,dtype", [("tflite_fp32", np.float32), ("tflite_fp16", np.float16)])
+def test_tflite_fault_is_named_as_first_divergent(copy_of, fmt, dtype):
+    proto = onnx.load(str(copy_of / f"{copy_of.name}.onnx"))
+    weight = next(numpy_helper.to_array(t) for t in proto.graph.initializer
+                  if t.name == TARGET_WEIGHT)
+    manifest = load_manifest(copy_of)
+    perturb_tflite(copy_of / manifest.artifact(fmt).path, weight, scale=1.5, dtype=dtype)
+    (report,) = run_parity(copy_of, pairs=(("onnx", fmt),), inputs=_inputs(copy_of))
+    first = report.first_divergent
+    assert first is not None
+    # TFLite fuses the conv into its ReLU: the first divergent tensor is the fused op,
+    # and the perturbed conv must be the module it computed.
+    module_of = {s.name: s.module for s in index_graph(copy_of / f"{copy_of.name}.onnx").sites}
+    covered = {first.module} | {module_of[t] for t in report.fused.get(first.name, [])}
+    assert TARGET_MODULE in covered, (first.module, report.fused.get(first.name))
+    before = [d for d in report.diffs if d.depth < first.depth]
+    assert before and all(d.passed for d in before)
+
+
+def test_metrics_on_known_errors():
+    ref = np.ones((2, 4), np.float32)
+    tol = Tolerance(min_snr_db=80, min_cosine=0.99999)
+    same = diff_tensors(ref, ref.copy(), name="t", module="m", op="Relu", depth=0, tol=tol)
+    assert same.passed and same.max_abs == 0 and same.cosine == pytest.approx(1.0)
+    off = diff_tensors(ref, ref * 1.01, name="t", module="m", op="Relu", depth=0, tol=tol)
+    assert off.rel_l2 == pytest.approx(0.01, rel=1e-3)
+    assert off.snr_db == pytest.approx(40.0, abs=0.01) and not off.passed
+    zeros = np.zeros((3,), np.float32)
+    dead = diff_tensors(zeros, zeros, name="t", module="m", op="Relu", depth=0, tol=tol)
+    assert dead.passed

