@@ -5,7 +5,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-# max |a - ref| <= atol + rtol * max |ref|, and top-1 agreement >= min_top1.
+# max |a - ref| <= atol + rtol * max |ref|, and top-1 agreement >= min_top1. The bound
+# is never tighter than twice PyTorch's own fp32 rounding (its gap to an fp64 run of
+# the same model and input): no artifact can be asked to be closer to PyTorch's fp32
+# logits than PyTorch is to the exact result. Only deep nets (inception_v3) reach it.
 TOLERANCE = {"fp32": (1e-4, 1e-5, 1.0), "fp16": (5e-2, 2e-2, 0.9)}
 
 
@@ -17,6 +20,7 @@ class Agreement:
     max_abs_err: float
     mean_abs_err: float
     ref_max_abs: float
+    torch_fp32_vs_fp64: float
     top1_agreement: float
     tolerance: float
     passed: bool
@@ -25,12 +29,25 @@ class Agreement:
         return asdict(self)
 
 
-def compare_logits(artifact: str, precision: str, logits: np.ndarray, ref: np.ndarray
-                   ) -> Agreement:
+def compare_logits(artifact: str, precision: str, logits: np.ndarray, ref: np.ndarray,
+                   *, torch_gap: float = 0.0) -> Agreement:
+    """``torch_gap``: max |PyTorch fp32 - PyTorch fp64| on the same input."""
     atol, rtol, min_top1 = TOLERANCE[precision]
     diff = np.abs(logits.astype(np.float64) - ref.astype(np.float64))
     ref_max = float(np.abs(ref).max())
-    tol = atol + rtol * ref_max
+    tol = max(atol + rtol * ref_max, 2 * torch_gap)
     top1 = float(np.mean(logits.argmax(1) == ref.argmax(1)))
     return Agreement(artifact, precision, int(ref.shape[0]), float(diff.max()), float(diff.mean()),
-                     ref_max, top1, tol, bool(diff.max() <= tol and top1 >= min_top1))
+                     ref_max, torch_gap, top1, tol, bool(diff.max() <= tol and top1 >= min_top1))
+
+
+def torch_rounding_gap(model, x: np.ndarray) -> float:
+    """max |fp32 - fp64| logits of ``model`` on ``x`` (the model itself is left in fp32)."""
+    import copy
+
+    import torch
+
+    with torch.inference_mode():
+        ref32 = model(torch.from_numpy(x)).double()
+        ref64 = copy.deepcopy(model).double()(torch.from_numpy(x).double())
+    return float((ref32 - ref64).abs().max())

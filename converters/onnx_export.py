@@ -29,7 +29,7 @@ def export_onnx(model: "torch.nn.Module", *, input_shape: tuple[int, ...], path:
     import onnx
     import torch
 
-    model = model.eval()
+    model = _export_friendly(model.eval())
     example = torch.zeros(input_shape, dtype=torch.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
@@ -66,3 +66,29 @@ def _name_shared_initializers(proto: "onnx.ModelProto") -> None:
     del proto.graph.node[:]
     proto.graph.node.extend(keep)
 
+
+
+def _export_friendly(model: "torch.nn.Module") -> "torch.nn.Module":
+    """Rewrite known forward code into an equivalent that converters handle.
+
+    Inception v3's ``transform_input`` slices the three channels, scales and
+    shifts each, and concatenates them (Gather/Unsqueeze/Mul/Concat with a
+    dynamic batch), which onnx2tf 1.28 cannot convert ("Output tensors of a
+    Functional model must be the output of a TensorFlow Layer" at the Mul).
+    The same per-channel ``x * scale + shift`` on a (1, 3, 1, 1) constant does
+    the identical float operations per element, so the outputs are bitwise equal.
+    """
+    import types
+
+    import torch
+
+    if getattr(model, "transform_input", False) and hasattr(model, "_transform_input"):
+        scale = torch.tensor([0.229 / 0.5, 0.224 / 0.5, 0.225 / 0.5]).view(1, 3, 1, 1)
+        shift = torch.tensor([(0.485 - 0.5) / 0.5, (0.456 - 0.5) / 0.5,
+                              (0.406 - 0.5) / 0.5]).view(1, 3, 1, 1)
+
+        def channel_affine(self, x: torch.Tensor) -> torch.Tensor:
+            return x * scale + shift
+
+        model._transform_input = types.MethodType(channel_affine, model)
+    return model

@@ -150,16 +150,22 @@ class ConversionError(RuntimeError):
 def _run_onnx2tf(onnx_path: Path, work: Path, calibration_images: Sequence[np.ndarray], *,
                  save: bool) -> tuple[object, dict[str, dict]]:
     """One onnx2tf call in ``work`` (offline); returns its tf_keras model and tensor map."""
+    from converters.tf_compat import preload_triton
+
+    preload_triton()
     import onnx2tf
 
     work.mkdir(parents=True, exist_ok=True)
     write_calibration_file(calibration_images, work)
+    # onnx2tf rewrites its input file (shape inference); keep the ONNX artifact untouched.
+    private = work / onnx_path.name
+    shutil.copyfile(onnx_path, private)
     log_file = work.parent / "onnx2tf.log"
     tensor_map: dict[str, dict] = {}
     try:
         with _cwd_and_log(work, log_file), _recording_tensor_map(tensor_map):
             model = onnx2tf.convert(
-                input_onnx_file_path=str(onnx_path.resolve()),
+                input_onnx_file_path=str(private.resolve()),
                 output_folder_path=str(work.resolve()),
                 copy_onnx_input_output_names_to_tflite=True,
                 output_signaturedefs=True,

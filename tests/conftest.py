@@ -11,6 +11,13 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config) -> None:
+    # Tests import torchvision and TensorFlow in any order; see converters.tf_compat.
+    from converters.tf_compat import preload_triton
+
+    preload_triton()
+
+
 @pytest.fixture
 def empty_hub(tmp_path, monkeypatch):
     """TORCH_HOME pointing at an empty folder."""

@@ -10,6 +10,9 @@ from converters.runners.base import BaseRunner
 
 def configure_tf_threads(threads: int | None) -> None:
     """Fix TF's thread pools; only possible before TF runs its first op."""
+    from converters.tf_compat import preload_triton
+
+    preload_triton()
     import tensorflow as tf
 
     if threads:

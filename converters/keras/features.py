@@ -1,0 +1,42 @@
+"""The include_top=False view: a backbone cut at a PyTorch module, features pooled."""
+from __future__ import annotations
+
+import difflib
+from typing import Protocol
+
+import keras
+
+from converters.keras.builder import KerasConversion
+from converters.keras.layers import ReduceMean
+
+
+class HasFeatureLayer(Protocol):
+    feature_layer: str
+
+
+def feature_extractor(conversion: KerasConversion, feature_layer: str | HasFeatureLayer) -> keras.Model:
+    """Keras model from the same input to the output of PyTorch module ``feature_layer``.
+
+    ``feature_layer`` is a module path (``"features"``, ``"classifier.5"``) or a
+    catalog entry. A spatial output is global-average pooled, so the result is
+    ``(N, C)``. The layers are shared with ``conversion.model``.
+    """
+    path = feature_layer if isinstance(feature_layer, str) else feature_layer.feature_layer
+    tensor = conversion.module_outputs.get(path)
+    if tensor is None:
+        close = difflib.get_close_matches(path, list(conversion.module_outputs), n=4)
+        raise KeyError(f"no PyTorch module {path!r} in the converted graph"
+                       + (f"; did you mean {', '.join(close)}?" if close else ""))
+    ref = conversion.tensors[tensor]
+    model = conversion.model
+    out = model.get_layer(ref.layer).output
+    if len(ref.perm) == 4:  # ONNX N, C, H, W: average the spatial axes wherever Keras holds them
+        spatial = sorted(ref.perm.index(a) for a in (2, 3))
+        name = f"{path}.features" if path else "features"
+        pool = (keras.layers.GlobalAveragePooling2D(name=name) if spatial == [1, 2]
+                else ReduceMean(spatial, keepdims=False, name=name))
+        out = pool(out)
+    elif len(ref.perm) != 2:
+        raise ValueError(f"{path!r} outputs a rank-{len(ref.perm)} tensor; expected 2 or 4")
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return keras.Model(inputs, out, name=f"{model.name}_features")

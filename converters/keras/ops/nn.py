@@ -1,0 +1,108 @@
+"""Layers with parameters: Conv, BatchNormalization, Gemm, MatMul, LayerNormalization."""
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from converters.keras.context import BuildContext
+from converters.keras.graph import Node
+from converters.keras.layout import Sym, channels_last, identity
+
+
+def _spatial_input(ctx: BuildContext, node: Node) -> Sym:
+    x = ctx.sym(node)
+    if x.rank != 4:
+        raise node.unsupported(f"only 2-D (rank-4 NCHW) inputs, got rank {x.rank}")
+    return ctx.to_layout(node, x, channels_last(4))
+
+
+def _conv_padding(ctx: BuildContext, node: Node, x: Sym, kernel: tuple[int, int]) -> tuple[Sym, str]:
+    """Keras padding for the node's pads: "same" where it is exact, else a ZeroPadding2D."""
+    if node.attr("auto_pad", "NOTSET") != "NOTSET":
+        raise node.unsupported(f"auto_pad={node.attr('auto_pad')}")
+    t, l, b, r = node.attr("pads", [0, 0, 0, 0])
+    strides = node.attr("strides", [1, 1])
+    dil = node.attr("dilations", [1, 1])
+    if t == l == b == r == 0:
+        return x, "valid"
+    half = [d * (k - 1) // 2 for d, k in zip(dil, kernel)]
+    if strides == [1, 1] and all(d * (k - 1) % 2 == 0 for d, k in zip(dil, kernel)) \
+            and (t, b) == (half[0], half[0]) and (l, r) == (half[1], half[1]):
+        return x, "same"  # stride 1, odd effective kernel: TF pads symmetrically
+    pad = keras.layers.ZeroPadding2D(((t, b), (l, r)), name=ctx.layer_name(node, "pad"))
+    return ctx.helper(node, pad, x.tensor, x.perm), "valid"
+
+
+def conv(ctx: BuildContext, node: Node) -> None:
+    x = _spatial_input(ctx, node)
+    w, bias = ctx.weight(node, 1), ctx.weight(node, 2)
+    if w.ndim != 4:
+        raise node.unsupported(f"only 2-D convolutions, got a rank-{w.ndim} kernel")
+    out_ch, in_per_group, kh, kw = w.shape
+    in_ch, groups = x.keras_shape[-1], node.attr("group", 1)
+    x, padding = _conv_padding(ctx, node, x, (kh, kw))
+    common = dict(kernel_size=(kh, kw), strides=tuple(node.attr("strides", [1, 1])),
+                  padding=padding, dilation_rate=tuple(node.attr("dilations", [1, 1])),
+                  use_bias=bias is not None, name=ctx.layer_name(node))
+    extra = [] if bias is None else [bias]
+    if groups == in_ch and groups > 1 and in_per_group == 1:
+        mult = out_ch // in_ch  # output channel c * mult + j reads input channel c, as in PyTorch
+        layer = keras.layers.DepthwiseConv2D(depth_multiplier=mult, **common)
+        kernel = w.reshape(in_ch, mult, kh, kw).transpose(2, 3, 0, 1)
+    else:
+        layer = keras.layers.Conv2D(out_ch, groups=groups, **common)
+        kernel = w.transpose(2, 3, 1, 0)
+    ctx.emit(node, layer, x.tensor, x.perm, weights=[kernel, *extra])
+
+
+def batch_normalization(ctx: BuildContext, node: Node) -> None:
+    x = ctx.sym(node)
+    if node.attr("training_mode", 0):
+        raise node.unsupported("training_mode=1")
+    gamma, beta, mean, var = (ctx.weight(node, i) for i in range(1, 5))
+    layer = keras.layers.BatchNormalization(
+        axis=x.keras_axis(1), epsilon=float(node.attr("epsilon", 1e-5)),
+        momentum=float(node.attr("momentum", 0.9)), name=ctx.layer_name(node))
+    ctx.emit(node, layer, x.tensor, x.perm, weights=[gamma, beta, mean, var])
+
+
+def gemm(ctx: BuildContext, node: Node) -> None:
+    x = ctx.sym(node)
+    if x.rank != 2 or node.attr("transA", 0):
+        raise node.unsupported("only Gemm(A, B, C) on a 2-D A without transA")
+    x = ctx.to_layout(node, x, identity(2))
+    w = ctx.weight(node, 1) * float(node.attr("alpha", 1.0))
+    kernel = w.T if node.attr("transB", 0) else w
+    bias = ctx.weight(node, 2)
+    extra = [] if bias is None else [np.broadcast_to(bias * node.attr("beta", 1.0), kernel.shape[1:])]
+    layer = keras.layers.Dense(kernel.shape[1], use_bias=bias is not None, name=ctx.layer_name(node))
+    ctx.emit(node, layer, x.tensor, x.perm, weights=[kernel, *extra])
+
+
+def matmul(ctx: BuildContext, node: Node) -> None:
+    """``x @ W`` (+ bias when graph loading fused the Add) as a Dense on the last axis."""
+    x = ctx.sym(node)
+    kernel, bias = ctx.weight(node, 1), ctx.weight(node, 2)
+    if kernel.ndim != 2:
+        raise node.unsupported("only x @ W with a 2-D initializer W")
+    last = x.rank - 1
+    x = ctx.to_layout(node, x, (*(a for a in x.perm if a != last), last))
+    layer = keras.layers.Dense(kernel.shape[1], use_bias=bias is not None, name=ctx.layer_name(node))
+    ctx.emit(node, layer, x.tensor, x.perm, weights=[kernel] + ([] if bias is None else [bias]))
+
+
+def layer_normalization(ctx: BuildContext, node: Node) -> None:
+    x = ctx.sym(node)
+    axis = node.attr("axis", -1) % x.rank
+    onnx_axes = list(range(axis, x.rank))
+    keras_axes = sorted(x.keras_axis(a) for a in onnx_axes)
+    scale, bias = ctx.weight(node, 1), ctx.weight(node, 2)
+    if bias is None:
+        raise node.unsupported("LayerNormalization without a bias")
+    order = [onnx_axes.index(x.perm[k]) for k in keras_axes]  # normalised axes in Keras order
+    scale = scale.reshape(x.onnx_shape[axis:]).transpose(order)
+    bias = bias.reshape(x.onnx_shape[axis:]).transpose(order)
+    layer = keras.layers.LayerNormalization(
+        axis=keras_axes if len(keras_axes) > 1 else keras_axes[0],
+        epsilon=float(node.attr("epsilon", 1e-5)), name=ctx.layer_name(node))
+    ctx.emit(node, layer, x.tensor, x.perm, weights=[scale, bias])
