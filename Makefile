@@ -7,8 +7,14 @@ MODEL      ?=
 WEIGHTS    ?= imagenet
 OUT        ?= artifacts
 PYTEST_ARGS ?=
+FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
+SUDO       ?= $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+TRANSFER_MODELS   ?= mobilenet_v2
+TRANSFER_DATASETS ?= cifar10 cats-vs-dogs fashion-mnist
+PROTOCOL   ?= linear
 
-.PHONY: install convert parity parity-catalog demo test test-slow zoo-list clean
+.PHONY: install convert parity parity-catalog demo keras-seed fashion-mnist transfer test \
+        test-slow zoo-list clean
 
 install: $(STAMP)
 
@@ -34,6 +40,18 @@ parity: $(STAMP)
 # Every catalog model (ImageNet weights where available offline, else random) -> results/
 parity-catalog: $(STAMP)
 	$(PY) -m converters parity-catalog --out $(OUT)
+
+# Full Fashion-MNIST (official IDX files, Debian package) for offline transfer runs.
+fashion-mnist:
+	@test -f $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz || \
+	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y dataset-fashion-mnist; }
+
+transfer: $(STAMP) fashion-mnist
+	$(PY) -m bench transfer --models $(TRANSFER_MODELS) --datasets $(TRANSFER_DATASETS) --protocol $(PROTOCOL)
+
+# Keras freeze/head/fit workflow on converted mobilenet_v2 vs PyTorch -> results/keras-seed.*
+keras-seed: $(STAMP)
+	$(PY) -m bench.keras_seed
 
 demo: $(STAMP)
 	$(PY) -m converters demo --out $(OUT)

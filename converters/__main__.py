@@ -68,14 +68,12 @@ def _parity_of(folder: Path) -> int:
 
 
 def _parity(args: argparse.Namespace) -> int:
-    from converters.manifest import load_manifest
-    from converters.pipeline import ConvertOptions, convert_model
+    from converters.pipeline import ConvertOptions, convert_model, is_complete
     from zoo.build import build_model
 
     folder = Path(args.out) / args.model
     _, source = build_model(args.model, weights=args.weights)  # resolves, fails early
-    existing = folder / "manifest.json"
-    if not existing.is_file() or load_manifest(folder).weights.get("spec") != source.spec:
+    if not is_complete(folder, source.spec):
         convert_model(args.model, ConvertOptions(weights=args.weights, out_root=Path(args.out)))
     return _parity_of(folder)
 

@@ -111,6 +111,23 @@ def _convert_steps(stage: Path, name: str, model, shape, photos: SamplePhotos,
         yield _record(stage, "keras", keras_path, "NHWC", "fp32")
 
 
+def is_complete(folder: Path, weights_spec: str) -> bool:
+    """Whether ``folder`` holds every format, with the tensor maps parity needs, for these weights."""
+    from converters.keras_export import layer_map_path
+    from converters.manifest import load_manifest
+    from converters.tf_export import TENSOR_MAP
+
+    try:
+        manifest = load_manifest(folder)
+    except (FileNotFoundError, ValueError):
+        return False
+    formats = {a.format: folder / a.path for a in manifest.artifacts}
+    return (manifest.weights.get("spec") == weights_spec
+            and set(ConvertOptions().formats) <= set(formats)
+            and all(p.exists() for p in formats.values())
+            and (folder / TENSOR_MAP).is_file() and layer_map_path(formats["keras"]).is_file())
+
+
 def runner_spec(folder: Path, record: ArtifactRecord, threads: int | None = None) -> RunnerSpec:
     perm = tuple(record.input_permutation) if record.input_permutation else None
     return RunnerSpec(record.format, str(folder / record.path), input_permutation=perm,

@@ -155,6 +155,7 @@ def _run_onnx2tf(onnx_path: Path, work: Path, calibration_images: Sequence[np.nd
     preload_triton()
     import onnx2tf
 
+    work = work.resolve()  # onnx2tf runs with ``work`` as its cwd
     work.mkdir(parents=True, exist_ok=True)
     write_calibration_file(calibration_images, work)
     # onnx2tf rewrites its input file (shape inference); keep the ONNX artifact untouched.
@@ -165,8 +166,8 @@ def _run_onnx2tf(onnx_path: Path, work: Path, calibration_images: Sequence[np.nd
     try:
         with _cwd_and_log(work, log_file), _recording_tensor_map(tensor_map):
             model = onnx2tf.convert(
-                input_onnx_file_path=str(private.resolve()),
-                output_folder_path=str(work.resolve()),
+                input_onnx_file_path=str(private),
+                output_folder_path=str(work),
                 copy_onnx_input_output_names_to_tflite=True,
                 output_signaturedefs=True,
                 not_use_onnxsim=True,  # our graph is already folded; onnxsim would fuse BN away

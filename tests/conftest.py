@@ -29,9 +29,9 @@ def empty_hub(tmp_path, monkeypatch):
     return home
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 900
-            ) -> subprocess.CompletedProcess:
-    """Run ``python -m ...`` in a fresh process from the repo root."""
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 900,
+            cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """Run ``python -m ...`` in a fresh process (from the repo root unless ``cwd``)."""
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
-    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=full_env,
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)

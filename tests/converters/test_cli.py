@@ -7,10 +7,15 @@ from tests.conftest import run_cli
 
 
 def test_convert_random_squeezenet(tmp_path):
+    """The acceptance run, with a relative --out as a user types it; parity runs too."""
     proc = run_cli("converters", "convert", "squeezenet1_0", "--weights", "random",
-                   "--out", str(tmp_path))
+                   "--out", "out", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    manifest = json.loads((tmp_path / "squeezenet1_0" / "manifest.json").read_text())
+    folder = tmp_path / "out" / "squeezenet1_0"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert {p.name for p in (folder / "parity").iterdir()} >= {"parity.csv", "parity.png",
+                                                               "pytorch_vs_onnx.json"}
+    assert "per-layer parity" in proc.stdout
     assert len(manifest["artifacts"]) == 5
     for a in manifest["agreement"]:
         if a["precision"] == "fp32":
