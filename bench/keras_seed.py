@@ -58,7 +58,8 @@ def keras_run(onnx_path: Path, entry, data, *, epochs: int, batch: int, lr: floa
     outputs = keras.layers.Dense(2)(base(inputs, training=False))
     model = keras.Model(inputs, outputs)
     model.compile(keras.optimizers.Adam(lr),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), ["accuracy"])
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
     (xtr, ytr), (xte, yte) = data
     t0 = time.perf_counter()
     model.fit(xtr.transpose(0, 2, 3, 1), ytr, epochs=epochs, batch_size=batch, verbose=0)
@@ -108,13 +109,13 @@ def unfreeze_moves_weights(model, base, data, *, steps: int = 3) -> float:
 
     base.trainable = True
     conv = next(layer for layer in base.layers if isinstance(layer, keras.layers.Conv2D))
-    before = np.array(conv.kernel)
+    before = keras.ops.convert_to_numpy(conv.kernel)
     model.compile(keras.optimizers.SGD(1e-3),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     (xtr, ytr), _ = data
     model.fit(xtr[:16 * steps].transpose(0, 2, 3, 1), ytr[:16 * steps], batch_size=16,
               epochs=1, verbose=0)
-    return float(np.abs(np.array(conv.kernel) - before).max())
+    return float(np.abs(keras.ops.convert_to_numpy(conv.kernel) - before).max())
 
 
 def write_results(results: list[SeedResult], unfreeze_delta: float, env: dict,
