@@ -41,15 +41,20 @@ def gpu_info() -> dict[str, Any] | None:
             "driver": driver, "cuda": torch.version.cuda}
 
 
+def library_versions(names: tuple[str, ...] = LIBRARIES) -> dict[str, str]:
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
 def environment(*, threads: int | None = None, weights: str | None = None,
                 with_gpu: bool = True) -> dict[str, Any]:
     """CPU, cores, GPU, library versions, date, and the run's threads and weights."""
-    versions = {}
-    for name in LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
+    versions = library_versions()
     return {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "cpu": cpu_model(),

@@ -9,7 +9,8 @@ import os
 import platform
 import shutil
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
+
+from converters.env import library_versions
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -57,7 +58,7 @@ class Manifest:
         return cls(**data)
 
     def write(self, folder: Path) -> Path:
-        self.versions = library_versions()
+        self.versions = library_versions(VERSIONED)
         self.created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         self.host = {"machine": platform.machine(), "python": platform.python_version()}
         return write_json_atomic(folder / MANIFEST, self.to_json())
@@ -72,15 +73,6 @@ def load_manifest(folder: Path) -> Manifest:
     except (json.JSONDecodeError, TypeError) as exc:
         raise ValueError(f"{path} is corrupt ({exc}); convert the model again") from None
 
-
-def library_versions() -> dict[str, str]:
-    out = {}
-    for name in VERSIONED:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
 
 
 def file_digest(path: Path) -> tuple[int, str]:
