@@ -12,8 +12,9 @@ SUDO       ?= $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TRANSFER_MODELS   ?= mobilenet_v2
 TRANSFER_DATASETS ?= cifar10 cats-vs-dogs fashion-mnist
 PROTOCOL   ?= linear
+BENCH_ARGS ?=
 
-.PHONY: install convert parity parity-catalog demo keras-seed fashion-mnist transfer test \
+.PHONY: install convert parity parity-catalog demo keras-seed fashion-mnist transfer bench test \
         test-slow zoo-list clean
 
 install: $(STAMP)
@@ -48,6 +49,11 @@ fashion-mnist:
 
 transfer: $(STAMP) fashion-mnist
 	$(PY) -m bench transfer --models $(TRANSFER_MODELS) --datasets $(TRANSFER_DATASETS) --protocol $(PROTOCOL)
+
+# Latency, size and compute of every catalog model in every CPU runtime (batch 1, all cores);
+# writes results/latency-cpu-<N>t-<cpu>.{csv,md,png} and results/raw/*.jsonl.
+bench: $(STAMP)
+	$(PY) -m bench --device cpu $(BENCH_ARGS)
 
 # Keras freeze/head/fit workflow on converted mobilenet_v2 vs PyTorch -> results/keras-seed.*
 keras-seed: $(STAMP)

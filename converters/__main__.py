@@ -27,6 +27,10 @@ def _print_agreement(manifest) -> None:
                 "result"):
         table.add_column(col, justify="left" if col in ("artifact", "precision") else "right")
     for a in manifest.agreement:
+        if a.get("error"):
+            table.add_row(a["artifact"], a["precision"], "-", "-", "-", "-",
+                          f"[red]ERROR[/red] {a['error'][:90]}")
+            continue
         ok = "[green]pass[/green]" if a["passed"] else "[red]FAIL[/red]"
         table.add_row(a["artifact"], a["precision"], f"{a['max_abs_err']:.2e}",
                       f"{a['mean_abs_err']:.2e}", f"{a['tolerance']:.1e}",

@@ -24,6 +24,7 @@ class Agreement:
     top1_agreement: float
     tolerance: float
     passed: bool
+    error: str = ""
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -39,6 +40,14 @@ def compare_logits(artifact: str, precision: str, logits: np.ndarray, ref: np.nd
     top1 = float(np.mean(logits.argmax(1) == ref.argmax(1)))
     return Agreement(artifact, precision, int(ref.shape[0]), float(diff.max()), float(diff.mean()),
                      ref_max, torch_gap, top1, tol, bool(diff.max() <= tol and top1 >= min_top1))
+
+
+def failed_run(artifact: str, precision: str, n_images: int, exc: BaseException) -> Agreement:
+    """The record of an artifact that raised instead of producing logits."""
+    first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+    nan = float("nan")
+    return Agreement(artifact, precision, n_images, nan, nan, nan, nan, 0.0, nan, False,
+                     f"{type(exc).__name__}: {first_line}")
 
 
 def torch_rounding_gap(model, x: np.ndarray) -> float:

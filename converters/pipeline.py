@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from converters.agreement import Agreement, compare_logits, torch_rounding_gap
+from converters.agreement import Agreement, compare_logits, failed_run, torch_rounding_gap
 from converters.manifest import ArtifactRecord, Manifest, file_digest, staged_folder
 from converters.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx
 from converters.runners import RunnerSpec, make_runner
@@ -146,8 +146,12 @@ def check_agreement(folder: Path, manifest: Manifest, model, photos: SamplePhoto
     gap = torch_rounding_gap(model, x)
     results = []
     for record in manifest.artifacts:
-        with make_runner(runner_spec(folder, record)) as runner:
-            logits = runner.infer({INPUT_NAME: x})[OUTPUT_NAME]
+        try:
+            with make_runner(runner_spec(folder, record)) as runner:
+                logits = runner.infer({INPUT_NAME: x})[OUTPUT_NAME]
+        except Exception as exc:  # a converted artifact that cannot run is a failed check
+            results.append(failed_run(record.format, record.precision, len(x), exc))
+            continue
         results.append(compare_logits(record.format, record.precision, logits, ref,
                                       torch_gap=gap))
     return results

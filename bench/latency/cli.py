@@ -1,0 +1,151 @@
+"""``python -m bench``: latency, size and compute per model and runtime, on CPU or GPU.
+
+Each (model, runtime, device) runs in its own fresh subprocess, one at a time.
+Raw records go to ``results/raw/<name>.jsonl``; CSV, Markdown and a PNG plot are
+generated from them under ``results/``. ``python -m bench report RAW.jsonl``
+regenerates the tables; ``python -m bench compare A.jsonl B.jsonl`` compares two runs.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_USAGE = 2
+
+
+def _csv_list(values: list[str] | None) -> list[str]:
+    return [v for item in values or [] for v in item.split(",") if v.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--models", nargs="+", help="catalog names or fnmatch patterns (default: all)")
+    p.add_argument("--runtimes", nargs="+",
+                   help="default: every runtime that runs on --device (see --list-runtimes)")
+    p.add_argument("--batch-sizes", default="1", help="comma-separated, e.g. 1,8,32 (default 1)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                   help="intra-op threads for every runtime (default: all cores)")
+    p.add_argument("--min-time", type=float, default=2.0, help="timed seconds per row (min)")
+    p.add_argument("--min-runs", type=int, default=10, help="timed calls per row (min)")
+    p.add_argument("--warmup", type=int, default=3, help="warm-up calls (at least)")
+    p.add_argument("--warmup-time", type=float, default=0.5, help="warm-up seconds (at least)")
+    p.add_argument("--max-time", type=float, default=60.0,
+                   help="stop a slow row after this many seconds (with >= 3 calls)")
+    p.add_argument("--weights", default="auto",
+                   help="auto (ImageNet where available offline, else random) | imagenet | "
+                        "random[:SEED]")
+    p.add_argument("--artifacts", type=Path, default=Path("artifacts"),
+                   help="artifact root; missing models are converted into it")
+    p.add_argument("--results", type=Path, default=Path("results"))
+    p.add_argument("--name", default="", help="suffix for the result file names")
+    p.add_argument("--reconvert", action="store_true", help="convert even if artifacts exist")
+    p.add_argument("--check-overhead", action="store_true",
+                   help="also compare the harness with a bare perf_counter loop per row")
+    p.add_argument("--job-timeout", type=float, default=1200.0, help="seconds per worker")
+    p.add_argument("--list-runtimes", action="store_true")
+    return p
+
+
+def parse_options(args: argparse.Namespace):
+    """Validated BenchOptions; ValueError with a one-line reason otherwise."""
+    from bench.latency.orchestrate import BenchOptions
+    from bench.latency.runtimes import get_runtime, runtimes_for
+    from zoo.registry import get_entry, list_models
+
+    models: list[str] = []
+    for pattern in _csv_list(args.models) or ["*"]:
+        found = list_models(pattern) if any(c in pattern for c in "*?[") else [
+            get_entry(pattern).name]
+        if not found:
+            raise ValueError(f"no catalog model matches {pattern!r}")
+        models += [m for m in found if m not in models]
+    runtimes = _csv_list(args.runtimes) or runtimes_for(args.device)
+    for name in runtimes:
+        get_runtime(name)
+    try:
+        batches = tuple(int(b) for b in args.batch_sizes.split(",") if b.strip())
+    except ValueError:
+        raise ValueError(f"--batch-sizes takes integers like 1,8,32, not {args.batch_sizes!r}"
+                         ) from None
+    if not batches or min(batches) < 1 or args.threads < 1:
+        raise ValueError("batch sizes and --threads must be positive")
+    return BenchOptions(
+        device=args.device, models=tuple(models), runtimes=tuple(runtimes), batch_sizes=batches,
+        threads=args.threads, min_time=args.min_time, min_runs=args.min_runs,
+        warmup_runs=args.warmup, warmup_time=args.warmup_time, max_time=args.max_time,
+        weights=args.weights,
+        artifacts_root=args.artifacts, results_dir=args.results, name=args.name,
+        job_timeout=args.job_timeout, reconvert=args.reconvert,
+        check_overhead=args.check_overhead)
+
+
+def cuda_problem() -> str:
+    """Why --device cuda cannot run here, or "" when it can."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return (f"--device cuda: no CUDA GPU is visible (torch {torch.__version__}: "
+                "torch.cuda.is_available() is False); use --device cpu")
+    return ""
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
+
+
+def run_name(opts: Any, env: dict[str, Any]) -> str:
+    """``latency-<device>-<threads>t-<hardware>[-name]``: the set-up is in the file name."""
+    hardware = env["gpu"]["name"] if opts.device == "cuda" and env.get("gpu") else env["cpu"]
+    name = f"latency-{opts.device}-{opts.threads}t-{slug(hardware)}"
+    return f"{name}-{slug(opts.name)}" if opts.name else name
+
+
+def header(opts: Any, argv: list[str]) -> dict[str, Any]:
+    from bench.env import environment
+
+    env = environment(threads=opts.threads, weights=opts.weights,
+                      with_gpu=opts.device == "cuda")
+    env["bench"] = {
+        "device": opts.device, "models": list(opts.models), "runtimes": list(opts.runtimes),
+        "batch_sizes": list(opts.batch_sizes), "command": ["python", "-m", "bench", *argv],
+        "timing": {"min_time_s": opts.min_time, "min_runs": opts.min_runs,
+                   "warmup_runs": opts.warmup_runs, "warmup_time_s": opts.warmup_time,
+                   "max_time_s": opts.max_time}}
+    return env
+
+
+def _list_runtimes() -> int:
+    from bench.latency.runtimes import RUNTIMES
+
+    for rt in RUNTIMES.values():
+        print(f"{rt.name:14s} {rt.precision:5s} {'/'.join(rt.devices):9s} {rt.description}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("report", "compare"):
+        from importlib import import_module
+
+        return import_module(f"bench.latency.{argv[0]}").main(argv[1:])
+    args = build_parser().parse_args(argv)
+    if args.list_runtimes:
+        return _list_runtimes()
+    try:
+        opts = parse_options(args)
+    except (ValueError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if opts.device == "cuda" and (problem := cuda_problem()):
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    from bench.latency.console import run_with_progress
+
+    env = header(opts, argv)
+    return run_with_progress(opts, env, run_name(opts, env))

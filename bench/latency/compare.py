@@ -1,0 +1,61 @@
+"""Stability: do two runs agree? ``python -m bench compare A.jsonl B.jsonl [--tolerance 0.10]``.
+
+Exit status 1 when some row's medians differ by more than the tolerance.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.latency.report import load_raw
+
+Key = tuple[str, str, str, int, int]
+
+
+@dataclass(frozen=True)
+class MedianPair:
+    key: Key  # model, runtime, device, batch size, threads
+    a_ms: float
+    b_ms: float
+
+    @property
+    def rel_diff(self) -> float:
+        """|a - b| relative to the smaller of the two medians."""
+        return abs(self.a_ms - self.b_ms) / min(self.a_ms, self.b_ms)
+
+
+def medians(path: Path) -> dict[Key, float]:
+    return {(r.model, r.runtime, r.device, r.batch_size, r.threads): r.measurement["median_ms"]
+            for r in load_raw(path).latency if r.measurement and not r.error}
+
+
+def compare_runs(a: Path, b: Path) -> list[MedianPair]:
+    ma, mb = medians(a), medians(b)
+    return [MedianPair(k, ma[k], mb[k]) for k in ma if k in mb]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench compare", description=__doc__)
+    parser.add_argument("a", type=Path)
+    parser.add_argument("b", type=Path)
+    parser.add_argument("--tolerance", type=float, default=0.10)
+    args = parser.parse_args(argv)
+    pairs = compare_runs(args.a, args.b)
+    if not pairs:
+        print("error: the two runs share no successful rows", file=sys.stderr)
+        return 2
+    print(f"{'model':20s} {'runtime':14s} {'batch':>5s} {'A ms':>9s} {'B ms':>9s} {'diff':>7s}")
+    for p in pairs:
+        verdict = "" if p.rel_diff <= args.tolerance else "  > tolerance"
+        print(f"{p.key[0]:20s} {p.key[1]:14s} {p.key[3]:5d} {p.a_ms:9.3f} {p.b_ms:9.3f} "
+              f"{100 * p.rel_diff:6.1f}%{verdict}")
+    worst = max(p.rel_diff for p in pairs)
+    print(f"worst difference {100 * worst:.1f}% over {len(pairs)} rows "
+          f"(tolerance {100 * args.tolerance:.0f}%)")
+    return 0 if worst <= args.tolerance else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

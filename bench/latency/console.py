@@ -1,0 +1,90 @@
+"""The terminal side of a run: a rich progress bar and a rich summary table."""
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from bench.latency.orchestrate import BenchOptions
+
+
+class RichProgress:
+    """``orchestrate.Progress`` on a rich progress bar."""
+
+    def __init__(self, progress: "Progress") -> None:
+        self.progress = progress
+        self.task = None
+
+    def start(self, total: int) -> None:
+        self.task = self.progress.add_task("starting", total=total)
+
+    def step(self, description: str) -> None:
+        self.progress.update(self.task, description=description)
+
+    def advance(self) -> None:
+        self.progress.advance(self.task)
+
+
+def _fmt(x: Any, spec: str = ".3g") -> str:
+    return "" if x is None or x == "" else format(x, spec)
+
+
+def summary_table(rows: list[dict[str, Any]], peak: float | None, title: str):
+    from rich.table import Table
+
+    from bench.latency.report import fastest
+
+    best = {(r["model"], r["batch_size"], r["runtime"]) for r in fastest(rows)}
+    table = Table(title=title, caption=f"measured fp32 peak: {_fmt(peak, '.1f')} GFLOP/s; "
+                                       "~ = IQR/median > 10%; * = fastest for the model")
+    for col in ("model", "runtime", "batch", "median ms", "IQR %", "p90 ms", "GFLOP/s",
+                "of peak", "load s", "RSS MB", "error"):
+        table.add_column(col, justify="left" if col in ("model", "runtime", "error") else "right",
+                         overflow="fold")
+    for r in rows:
+        iqr = r["iqr_ms"] / r["median_ms"] * 100 if r["median_ms"] else None
+        star = "*" if (r["model"], r["batch_size"], r["runtime"]) in best else ""
+        table.add_row(r["model"], f"{r['runtime']}{star}", str(r["batch_size"]),
+                      f"{_fmt(r['median_ms'])}{'~' if r['unstable'] else ''}", _fmt(iqr, ".1f"),
+                      _fmt(r["p90_ms"]), _fmt(r["gflops_per_s"], ".1f"),
+                      _fmt(r["peak_fraction"] and 100 * r["peak_fraction"], ".1f"),
+                      _fmt(r["load_s"], ".2f"), _fmt(r["peak_rss_mb"], ".0f"),
+                      (r["error"] or "")[:120])
+    return table
+
+
+def run_with_progress(opts: "BenchOptions", env: dict[str, Any], name: str) -> int:
+    """Run the bench with a progress bar, write the tables, print the summary."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from bench.latency.orchestrate import run_bench
+    from bench.latency.report import generate, load_raw, table_rows
+
+    err = Console(stderr=True)
+    raw_path = opts.results_dir / "raw" / f"{name}.jsonl"
+    columns = (TextColumn("{task.description:<44}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=err) as bar:
+        run_bench(opts, env, raw_path, RichProgress(bar))
+    paths = generate(raw_path, opts.results_dir)
+    run = load_raw(raw_path)
+    rows = table_rows(run)
+    out = _console()
+    out.print(summary_table(rows, run.peak.gflops_per_s if run.peak else None,
+                            f"{name} ({len(rows)} rows)"))
+    for kind, path in {"raw": raw_path, **paths}.items():
+        out.print(f"{kind:4s} {path}")
+    failed = sum(1 for r in rows if r["error"])
+    if failed:
+        out.print(f"{failed} of {len(rows)} rows have an error (see the error column)")
+    return 0
+
+
+def _console() -> "Console":
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 160)

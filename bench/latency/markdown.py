@@ -1,0 +1,116 @@
+"""The Markdown view of a raw run: set-up, peak, fastest runtime per model, full tables."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+from bench.env import markdown_header
+
+if TYPE_CHECKING:
+    from bench.latency.report import RawRun
+
+MB = 2**20
+SIZE_FORMATS = ("onnx", "tf_savedmodel", "tflite_fp32", "tflite_fp16", "keras")
+
+
+def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    def cell(v: Any) -> str:
+        if v is None or v == "":
+            return ""
+        if isinstance(v, float):
+            return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+        return str(v).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _pct(x: float | None) -> str:
+    return "" if x is None else f"{100 * x:.1f}%"
+
+
+def _peak_text(run: "RawRun") -> str:
+    peak = run.peak
+    if not peak or not peak.gflops_per_s:
+        return f"not measured ({peak.error if peak else 'no record'})"
+    sizes = ", ".join(f"{k}: {v['gflops_per_s']:.0f}" for k, v in peak.by_size.items())
+    return (f"{peak.gflops_per_s:.1f} GFLOP/s (fastest fp32 GEMM call, {peak.threads} threads; "
+            f"{sizes})")
+
+
+def _setup(run: "RawRun") -> str:
+    bench = run.env.get("bench", {})
+    return (f"- device: {bench.get('device')}; batch sizes: {bench.get('batch_sizes')}; "
+            f"runtimes: {', '.join(bench.get('runtimes', []))}\n"
+            f"- timing: {bench.get('timing')}; each (model, runtime) in a fresh process\n"
+            f"- measured peak: {_peak_text(run)}\n"
+            "- `gflops` is counted per image at batch 1 (torch.utils.flop_counter, "
+            "multiply-add = 2); `gflops_per_s` = gflops x batch / median; `peak_fraction` = gflops_per_s / peak\n"
+            "- `~` marks IQR/median > 10% (unstable); `load_s` = load + first inference "
+            "(compilation included), library imports excluded\n\n")
+
+
+def _fastest(rows: list[dict[str, Any]]) -> str:
+    from bench.latency.report import fastest
+
+    best = sorted(fastest(rows), key=lambda r: (r["batch_size"], r["model"]))
+    return md_table(("model", "weights", "batch", "fastest runtime", "median ms", "GFLOP/s",
+                     "of peak"),
+                    ((r["model"], r["weights"], r["batch_size"], r["runtime"], r["median_ms"],
+                      r["gflops_per_s"], _pct(r["peak_fraction"])) for r in best))
+
+
+def _static(run: "RawRun") -> str:
+    def mb(n: int | None) -> float | None:
+        return n / MB if n else None
+
+    rows = [(s.model, s.weights, f"{s.params / 1e6:.2f}" if s.params else "", s.gflops,
+             s.published_gflops, mb(s.state_dict_bytes),
+             *(mb(s.artifact_bytes.get(f)) for f in SIZE_FORMATS), s.error)
+            for s in run.static.values()]
+    return md_table(("model", "weights", "params (M)", "GFLOPs counted", "published x2",
+                     "state dict MB", *(f"{f} MB" for f in SIZE_FORMATS), "error"), rows)
+
+
+def _latency(rows: list[dict[str, Any]]) -> str:
+    def flag(r: dict[str, Any]) -> str:
+        return "~" if r["unstable"] else ""
+
+    return md_table(
+        ("model", "runtime", "precision", "batch", "median ms", "IQR ms", "p90 ms", "p99 ms",
+         "mean ms", "n", "load s", "RSS MB", "GFLOP/s", "of peak", "error"),
+        ((r["model"], r["runtime"], r["precision"], r["batch_size"],
+          f"{r['median_ms']:.3g}{flag(r)}" if r["median_ms"] is not None else "", r["iqr_ms"],
+          r["p90_ms"], r["p99_ms"], r["mean_ms"], r["n_samples"], r["load_s"], r["peak_rss_mb"],
+          r["gflops_per_s"], _pct(r["peak_fraction"]), r["error"]) for r in rows))
+
+
+def _overhead(run: "RawRun") -> str:
+    rows = [(r.model, r.runtime, r.batch_size, r.overhead["bare_mean_ms"],
+             r.overhead["harness_mean_ms"], _pct(r.overhead["overhead_rel"]),
+             f"{r.overhead['empty_call_ns']:.0f}", f"{100 * r.overhead['empty_call_rel']:.4f}%")
+            for r in run.latency if r.overhead]
+    if not rows:
+        return ""
+    return ("\n## Harness overhead (`--check-overhead`)\n\n"
+            "Interleaved rounds of the harness and of a bare perf_counter loop over the same "
+            "`run_prepared` call (median over rounds of the per-round mean ratio), and the "
+            "harness's own cost per sample (timing an empty call) relative to the call.\n\n"
+            + md_table(("model", "runtime", "batch", "bare ms", "harness ms", "harness - bare",
+                        "empty call ns", "empty / call"), rows))
+
+
+def write_markdown(run: "RawRun", rows: list[dict[str, Any]], path: Path, *,
+                   plot_name: str = "") -> Path:
+    bench = run.env.get("bench", {})
+    title = f"Latency: {bench.get('device', '?')}, {run.env.get('threads')} threads"
+    text = (markdown_header(run.env, title) if run.env else f"# {title}\n\n") + _setup(run)
+    text += "## Fastest runtime per model\n\n" + _fastest(rows)
+    text += "\n## Static figures\n\n" + _static(run)
+    text += "\n## All runs\n\n" + _latency(rows)
+    text += _overhead(run)
+    if plot_name:
+        text += f"\n![latency vs FLOPs]({plot_name})\n"
+    path.write_text(text)
+    return path

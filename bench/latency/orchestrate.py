@@ -1,0 +1,201 @@
+"""Plan the jobs and run each in a fresh worker subprocess, one at a time.
+
+Records are appended to the raw JSON-lines file as soon as a worker returns,
+so an interrupted run keeps what it measured. A worker that crashes, hangs or
+prints no result becomes records carrying the error text.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable, Protocol
+
+from bench.latency.records import (ConvertRecord, Job, LatencyRecord, PeakRecord, StaticRecord,
+                                   thread_env)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    device: str
+    models: tuple[str, ...]
+    runtimes: tuple[str, ...]
+    batch_sizes: tuple[int, ...] = (1,)
+    threads: int = 1
+    min_time: float = 2.0
+    min_runs: int = 10
+    warmup_runs: int = 3
+    warmup_time: float = 0.5
+    max_time: float = 60.0
+    weights: str = "auto"
+    artifacts_root: Path = Path("artifacts")
+    results_dir: Path = Path("results")
+    name: str = ""
+    job_timeout: float = 1200.0
+    convert_timeout: float = 1800.0
+    reconvert: bool = False
+    check_overhead: bool = False
+
+    def job(self, kind: str, **overrides: Any) -> Job:
+        """A worker job carrying this run's settings; ``overrides`` win."""
+        settings: dict[str, Any] = dict(
+            device=self.device, batch_sizes=self.batch_sizes, threads=self.threads,
+            weights=self.weights, artifacts_root=str(self.artifacts_root.resolve()),
+            min_time=self.min_time, min_runs=self.min_runs, warmup_runs=self.warmup_runs,
+            warmup_time=self.warmup_time, max_time=self.max_time,
+            check_overhead=self.check_overhead)
+        return Job(kind=kind, **{**settings, **overrides})
+
+
+class Progress(Protocol):
+    def start(self, total: int) -> None: ...
+    def step(self, description: str) -> None: ...
+    def advance(self) -> None: ...
+
+
+class WorkerError(RuntimeError):
+    """The worker produced no result (crash, timeout, unparseable output)."""
+
+
+def run_worker(job: Job, timeout: float) -> list[dict[str, Any]]:
+    """Run one job in a fresh interpreter; its records, or WorkerError with the reason."""
+    env = {**os.environ, **thread_env(job.threads)}
+    if job.device == "cpu":  # TensorFlow would otherwise place CPU rows on a visible GPU
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    # Own session: a timeout or Ctrl-C also ends the worker's children (compile workers).
+    proc = subprocess.Popen([sys.executable, "-m", "bench.latency.worker", job.to_json()],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except BaseException as exc:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        if isinstance(exc, subprocess.TimeoutExpired):
+            raise WorkerError(f"worker timed out after {timeout:g} s") from None
+        raise
+    lines = [ln for ln in stdout.splitlines() if ln.strip()]
+    payload = None
+    if lines:
+        try:
+            payload = json.loads(lines[-1])
+        except json.JSONDecodeError:
+            payload = None
+    if not isinstance(payload, dict) or not payload.get("records"):
+        raise WorkerError(_death_text(proc.returncode, stderr, payload))
+    return payload["records"]
+
+
+def _death_text(code: int, stderr: str, payload: Any) -> str:
+    if isinstance(payload, dict) and payload.get("error"):
+        return payload["error"]
+    how = (f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}")
+    tail = [ln for ln in stderr.splitlines() if ln.strip()][-1:] or ["no output"]
+    return f"worker {how}: {tail[0].strip()}"[:500]
+
+
+def needed_formats(runtimes: Iterable[str]) -> tuple[str, ...]:
+    from bench.latency.runtimes import get_runtime
+
+    return tuple(f for f in (get_runtime(r).artifact for r in runtimes) if f)
+
+
+def prepare_model(opts: BenchOptions, model: str) -> ConvertRecord:
+    """Reuse a complete, matching manifest; else a worker converts (or says why it cannot)."""
+    from bench.latency.artifacts import manifest_weights, weights_match
+
+    folder = opts.artifacts_root.resolve() / model
+    formats = needed_formats(opts.runtimes)
+    found = manifest_weights(folder)
+    if (found and weights_match(opts.weights, found[0]) and not opts.reconvert
+            and set(formats) <= set(found[2])):
+        return ConvertRecord(model, weights=found[0], weights_label=found[1], folder=str(folder),
+                             formats=found[2])
+    job = opts.job("convert", model=model, formats=formats, reconvert=opts.reconvert)
+    try:
+        return ConvertRecord.from_json(run_worker(job, opts.convert_timeout)[0])
+    except WorkerError as exc:
+        return ConvertRecord(model, folder=str(folder), error=f"conversion: {exc}")
+
+
+def measure_model(opts: BenchOptions, conv: ConvertRecord, runtime: str) -> list[LatencyRecord]:
+    from bench.latency.runtimes import get_runtime
+
+    rt = get_runtime(runtime)
+    job = opts.job("latency", model=conv.model, runtime=runtime, weights=conv.weights,
+                   weights_label=conv.weights_label, note=conv.note or conv.error)
+    if not conv.weights:  # weights could not even be resolved
+        return _latency_errors(job, rt.precision, conv.error)
+    try:
+        return [LatencyRecord.from_json(r) for r in run_worker(job, opts.job_timeout)]
+    except WorkerError as exc:
+        return _latency_errors(job, rt.precision, str(exc))
+
+
+def _latency_errors(job: Job, precision: str, error: str) -> list[LatencyRecord]:
+    base = LatencyRecord(model=job.model, runtime=job.runtime, precision=precision,
+                         device=job.device, batch_size=0, threads=job.threads,
+                         weights=job.weights_label, error=error or "unknown error")
+    return [replace(base, batch_size=b) for b in job.batch_sizes]
+
+
+def measure_static(opts: BenchOptions, conv: ConvertRecord) -> StaticRecord:
+    job = opts.job("static", model=conv.model, weights_label=conv.weights_label)
+    try:
+        return StaticRecord.from_json(run_worker(job, opts.job_timeout)[0])
+    except WorkerError as exc:
+        return StaticRecord(conv.model, conv.weights_label, error=str(exc))
+
+
+def measure_peak(opts: BenchOptions) -> PeakRecord:
+    # A GEMM is steady: up to 1 s and 5 calls per size is plenty.
+    job = replace(opts.job("peak"), min_time=min(1.0, opts.min_time),
+                  min_runs=max(3, min(5, opts.min_runs)))
+    try:
+        return PeakRecord.from_json(run_worker(job, opts.job_timeout)[0])
+    except WorkerError as exc:
+        return PeakRecord(opts.device, opts.threads, error=str(exc))
+
+
+def _job(progress: Progress, description: str, fn: Callable[[], Any]) -> Any:
+    progress.step(description)
+    try:
+        return fn()
+    finally:
+        progress.advance()
+
+
+def run_bench(opts: BenchOptions, header: dict[str, Any], raw_path: Path,
+              progress: Progress, on_record: Callable[[Any], None] = lambda r: None) -> Path:
+    """Conversions, then the GEMM peak, static figures and one worker per (model, runtime)."""
+    raw_path.parent.mkdir(parents=True, exist_ok=True)
+    with raw_path.open("w") as fh:
+        def emit(record: Any) -> None:
+            fh.write(json.dumps(record.to_json(), default=str) + "\n")
+            fh.flush()
+            on_record(record)
+
+        fh.write(json.dumps({"type": "env", **header}, default=str) + "\n")
+        n = len(opts.models)
+        progress.start(2 * n + 1 + n * len(opts.runtimes))
+        converts = []
+        for model in opts.models:
+            converts.append(_job(progress, f"{model}: artifacts",
+                                 lambda: prepare_model(opts, model)))
+            emit(converts[-1])
+        emit(_job(progress, f"fp32 GEMM peak ({opts.device}, {opts.threads} threads)",
+                  lambda: measure_peak(opts)))
+        for conv in converts:
+            emit(_job(progress, f"{conv.model}: params, FLOPs", lambda: measure_static(opts, conv)))
+        for conv in converts:
+            for runtime in opts.runtimes:
+                for record in _job(progress, f"{conv.model} / {runtime}",
+                                   lambda: measure_model(opts, conv, runtime)):
+                    emit(record)
+    return raw_path

@@ -1,0 +1,170 @@
+"""Typed jobs (parent -> worker) and records (worker -> raw JSON lines).
+
+A job travels as JSON on the worker's command line; every record is one JSON
+line of ``results/raw/*.jsonl`` with a ``type`` field, and tables are built from
+these lines only.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Mapping
+
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                   "TF_NUM_INTRAOP_THREADS")
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """Environment that pins every runtime's thread pools before it is imported."""
+    env = {name: str(threads) for name in THREAD_ENV_VARS}
+    env["TF_NUM_INTEROP_THREADS"] = "1"
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    env["MODELZOO_OFFLINE"] = "1"
+    return env
+
+
+def _from_dict(cls: type, data: Mapping[str, Any]):
+    names = {f.name for f in fields(cls)}
+    kwargs = {k: v for k, v in data.items() if k in names}
+    for key in ("batch_sizes", "formats"):
+        if key in kwargs and isinstance(kwargs[key], list):
+            kwargs[key] = tuple(kwargs[key])
+    return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One worker invocation. ``kind``: latency | static | peak | convert."""
+
+    kind: str
+    model: str = ""
+    runtime: str = ""
+    device: str = "cpu"
+    batch_sizes: tuple[int, ...] = (1,)
+    threads: int = 1
+    weights: str = "auto"  # a weights spec, or "auto" (imagenet if offline, else random)
+    weights_label: str = ""
+    artifacts_root: str = "artifacts"
+    formats: tuple[str, ...] = ()
+    min_time: float = 2.0
+    min_runs: int = 10
+    warmup_runs: int = 3
+    warmup_time: float = 0.5
+    max_time: float = 60.0
+    note: str = ""  # context for error text (e.g. why an artifact is missing)
+    check_overhead: bool = False
+    reconvert: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "Job":
+        return _from_dict(cls, json.loads(text))
+
+
+@dataclass
+class LatencyRecord:
+    """One (model, runtime, device, batch size) measurement, or its error."""
+
+    model: str
+    runtime: str
+    precision: str
+    device: str
+    batch_size: int
+    threads: int
+    weights: str
+    type: str = "latency"
+    measurement: dict[str, Any] | None = None  # Measurement.to_json()
+    import_s: float | None = None
+    load_s: float | None = None  # activate + first inference (compilation included)
+    activate_s: float | None = None
+    first_run_s: float | None = None
+    peak_rss_mb: float | None = None
+    peak_gpu_mb: float | None = None
+    artifact: str = ""
+    artifact_bytes: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    overhead: dict[str, Any] | None = None
+    error: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "LatencyRecord":
+        return _from_dict(cls, data)
+
+
+@dataclass
+class StaticRecord:
+    """Per-model figures that do not depend on the runtime."""
+
+    model: str
+    weights: str
+    type: str = "static"
+    params: int | None = None
+    gflops: float | None = None  # counted at batch 1 (a multiply-add is 2 FLOPs)
+    published_gflops: float | None = None  # torchvision's _ops (GMACs) * 2
+    state_dict_bytes: int | None = None
+    artifact_bytes: dict[str, int] = field(default_factory=dict)
+    error: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "StaticRecord":
+        return _from_dict(cls, data)
+
+
+@dataclass
+class PeakRecord:
+    """The machine's own fp32 GEMM rate, measured with the run's thread count."""
+
+    device: str
+    threads: int
+    type: str = "peak"
+    gflops_per_s: float | None = None
+    by_size: dict[str, dict[str, Any]] = field(default_factory=dict)
+    error: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "PeakRecord":
+        return _from_dict(cls, data)
+
+
+@dataclass
+class ConvertRecord:
+    """Where a model's artifacts are and which weights they carry."""
+
+    model: str
+    type: str = "convert"
+    weights: str = ""  # spec that rebuilds them
+    weights_label: str = ""
+    folder: str = ""
+    formats: tuple[str, ...] = ()
+    converted: bool = False
+    seconds: float | None = None
+    note: str = ""
+    error: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "ConvertRecord":
+        return _from_dict(cls, data)
+
+
+RECORD_TYPES: dict[str, type] = {"latency": LatencyRecord, "static": StaticRecord,
+                                 "peak": PeakRecord, "convert": ConvertRecord}
+
+
+def parse_record(data: Mapping[str, Any]):
+    """A raw JSON line -> its record dataclass (the env header stays a dict)."""
+    cls = RECORD_TYPES.get(str(data.get("type")))
+    return cls.from_json(data) if cls else dict(data)

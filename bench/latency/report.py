@@ -1,0 +1,140 @@
+"""Raw JSON lines -> CSV, Markdown and a PNG plot (tables are views of the records).
+
+``python -m bench.latency.report results/raw/latency-cpu-2t-amd-epyc.jsonl`` regenerates
+the tables from the records alone.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.latency.records import (ConvertRecord, LatencyRecord, PeakRecord, StaticRecord,
+                                   parse_record)
+
+MB = 2**20
+COLUMNS = ("model", "weights", "runtime", "precision", "device", "batch_size", "threads",
+           "median_ms", "iqr_ms", "p90_ms", "p99_ms", "mean_ms", "n_samples", "load_s",
+           "peak_rss_mb", "params", "gflops", "gflops_per_s", "peak_fraction", "error")
+# After the issue's columns: the IQR flag, GPU memory and the artifact file size.
+EXTRA_COLUMNS = ("unstable", "peak_gpu_mb", "artifact_mb")
+
+
+@dataclass
+class RawRun:
+    """Everything one raw file holds, typed."""
+
+    env: dict[str, Any]
+    peak: PeakRecord | None = None
+    static: dict[str, StaticRecord] = field(default_factory=dict)
+    converts: dict[str, ConvertRecord] = field(default_factory=dict)
+    latency: list[LatencyRecord] = field(default_factory=list)
+
+
+def load_raw(path: Path) -> RawRun:
+    run = RawRun(env={})
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        record = parse_record(json.loads(line))
+        if isinstance(record, LatencyRecord):
+            run.latency.append(record)
+        elif isinstance(record, StaticRecord):
+            run.static[record.model] = record
+        elif isinstance(record, ConvertRecord):
+            run.converts[record.model] = record
+        elif isinstance(record, PeakRecord):
+            run.peak = record
+        elif record.get("type") == "env":
+            run.env = record
+    return run
+
+
+def _round(x: float | None, digits: int = 4) -> float | None:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return None
+    return float(f"{x:.{digits}g}")
+
+
+def table_row(run: RawRun, r: LatencyRecord) -> dict[str, Any]:
+    """One CSV row: the measurement's statistics plus static figures and rates derived from it."""
+    static = run.static.get(r.model)
+    m = r.measurement or {}
+    gflops = static.gflops if static and not static.error else None
+    rate = gflops * r.batch_size / (m["median_ms"] / 1e3) if gflops and m else None
+    peak = run.peak.gflops_per_s if run.peak and run.peak.gflops_per_s else None
+    row = {"model": r.model, "weights": r.weights, "runtime": r.runtime,
+           "precision": r.precision, "device": r.device, "batch_size": r.batch_size,
+           "threads": r.threads,
+           **{k: _round(m.get(k)) for k in ("median_ms", "iqr_ms", "p90_ms", "p99_ms", "mean_ms")},
+           "n_samples": m.get("n_samples"), "load_s": _round(r.load_s),
+           "peak_rss_mb": _round(r.peak_rss_mb), "params": static.params if static else None,
+           "gflops": _round(gflops), "gflops_per_s": _round(rate),
+           "peak_fraction": _round(rate / peak) if rate and peak else None, "error": r.error,
+           "unstable": m.get("unstable"), "peak_gpu_mb": _round(r.peak_gpu_mb),
+           "artifact_mb": _round(r.artifact_bytes / MB) if r.artifact_bytes else None}
+    return row
+
+
+def table_rows(run: RawRun) -> list[dict[str, Any]]:
+    return [table_row(run, r) for r in run.latency]
+
+
+def fastest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (model, batch size): the row with the lowest median among those without error."""
+    best: dict[tuple[str, int], dict[str, Any]] = {}
+    for row in rows:
+        if row["error"] or row["median_ms"] is None:
+            continue
+        key = (row["model"], row["batch_size"])
+        if key not in best or row["median_ms"] < best[key]["median_ms"]:
+            best[key] = row
+    return list(best.values())
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> Path:
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=[*COLUMNS, *EXTRA_COLUMNS])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return path
+
+
+def generate(raw_path: Path, out_dir: Path) -> dict[str, Path]:
+    """Write ``<stem>.csv``, ``<stem>.md`` and ``<stem>.png`` for one raw file."""
+    from bench.latency.markdown import write_markdown
+    from bench.latency.plot import write_plot
+
+    run = load_raw(raw_path)
+    rows = table_rows(run)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = raw_path.stem  # the set-up is in the raw file's name; tables keep it
+    paths = {"csv": write_csv(rows, out_dir / f"{stem}.csv"),
+             "png": write_plot(run, rows, out_dir / f"{stem}.png")}
+    paths["md"] = write_markdown(run, rows, out_dir / f"{stem}.md", plot_name=paths["png"].name)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.latency.report",
+                                     description="Regenerate CSV/Markdown/PNG from raw records.")
+    parser.add_argument("raw", nargs="+", type=Path, help="results/raw/latency-*.jsonl")
+    parser.add_argument("--out", type=Path, default=Path("results"))
+    args = parser.parse_args(argv)
+    for raw in args.raw:
+        if not raw.is_file():
+            print(f"error: {raw} does not exist", file=sys.stderr)
+            return 2
+        for kind, path in generate(raw, args.out).items():
+            print(f"{kind:4s} {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

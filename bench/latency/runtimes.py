@@ -1,0 +1,190 @@
+"""Runtime name -> how to build its runner: a small typed registry.
+
+Artifact runtimes use ``converters.runners.make_runner`` on the manifest's
+record; PyTorch runtimes use ``TorchRunner`` on the catalog model. Nothing
+heavy is imported here: each builder imports its runtime when called, in the
+worker, after the thread count is fixed.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from bench.latency.records import Job
+    from converters.runners import BaseRunner, RunnerSpec
+
+NHWC = (0, 2, 3, 1)
+# TF32 off: rows labelled fp32 compute in fp32 on every runtime, as the peak GEMM does.
+ORT_PROVIDERS: dict[str, tuple[Any, ...]] = {
+    "cpu": ("CPUExecutionProvider",),
+    "cuda": (("CUDAExecutionProvider", {"use_tf32": 0}), "CPUExecutionProvider"),
+}
+
+
+def _provider_name(provider: Any) -> str:
+    return provider[0] if isinstance(provider, tuple) else provider
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """One way to run a model. ``artifact`` is the manifest format it loads (None: PyTorch)."""
+
+    name: str
+    precision: str
+    artifact: str | None
+    devices: tuple[str, ...]
+    build: Callable[["Job", "RunnerSpec"], "BaseRunner"]
+    imports: tuple[str, ...]  # imported (and timed as import_s) before the load
+    description: str
+    layout: str = "NCHW"
+    cuda_clock: str = "perf_counter"
+    describe: Callable[["BaseRunner"], dict[str, Any]] = field(default=lambda runner: {})
+
+    def clock(self, device: str) -> str:
+        return self.cuda_clock if device == "cuda" else "perf_counter"
+
+    def torch_spec(self, job: "Job") -> "RunnerSpec":
+        """The spec of a PyTorch runtime (no artifact file: the catalog builds the model)."""
+        from converters.runners import RunnerSpec
+
+        perm = NHWC if self.layout == "NHWC" else None
+        return RunnerSpec("pytorch", f"torchvision:{job.model}", input_permutation=perm,
+                          threads=job.threads)
+
+
+def _nhwc_input(model: "torch.nn.Module") -> "torch.nn.Module":
+    """Take NHWC arrays and hand the model a channels_last NCHW view: no copy per call."""
+    import torch
+
+    class NhwcInput(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner.to(memory_format=torch.channels_last)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x.permute(0, 3, 1, 2))
+
+    return NhwcInput(model)
+
+
+def _torch_loader(job: "Job", *, channels_last: bool, compiled: bool
+                  ) -> Callable[[], "torch.nn.Module"]:
+    def load() -> "torch.nn.Module":
+        import torch
+
+        from zoo.build import build_model
+
+        model, _ = build_model(job.model, weights=job.weights)
+        model = model.eval().to(job.device)
+        if channels_last:
+            model = _nhwc_input(model).eval()
+        return torch.compile(model) if compiled else model
+
+    return load
+
+
+def _torch_builder(*, channels_last: bool = False, compiled: bool = False
+                   ) -> Callable[["Job", "RunnerSpec"], "BaseRunner"]:
+    def build(job: "Job", spec: "RunnerSpec") -> "BaseRunner":
+        from converters.runners.torch_runner import TorchRunner
+
+        loader = _torch_loader(job, channels_last=channels_last, compiled=compiled)
+        cls = cuda_torch_runner_class() if job.device == "cuda" else TorchRunner
+        return cls(spec, loader=loader)
+
+    return build
+
+
+def cuda_torch_runner_class() -> type:
+    """TorchRunner on the GPU: inputs copied to the device once in ``prepare``.
+
+    TorchRunner has no device option yet (proposed upstream); until then this
+    subclass overrides only the two methods that touch devices.
+    """
+    from converters.runners.torch_runner import TorchRunner
+
+    class _CudaTorchRunner(TorchRunner):
+        def prepare(self, feed: dict[str, "np.ndarray"]) -> dict[str, Any]:
+            import torch
+
+            return {k: torch.from_numpy(v).to("cuda") for k, v in super().prepare(feed).items()}
+
+        def run_prepared(self, feed: dict[str, Any]) -> "OrderedDict[str, np.ndarray]":
+            import torch
+
+            with torch.inference_mode():
+                out = self.model(*(feed[n] for n in self.spec.input_names))
+            outs = out if isinstance(out, (tuple, list)) else [out]
+            return self.named([o.cpu().numpy() for o in outs])
+
+    return _CudaTorchRunner
+
+
+def _onnxrt_builder(job: "Job", spec: "RunnerSpec") -> "BaseRunner":
+    import onnxruntime as ort
+
+    from converters.runners.onnxrt_runner import OnnxrtRunner
+
+    providers = ORT_PROVIDERS[job.device]
+    first = _provider_name(providers[0])
+    if job.device == "cuda" and hasattr(ort, "preload_dlls"):
+        ort.preload_dlls()  # CUDA/cuDNN libraries from the torch wheels, where present
+    if first not in ort.get_available_providers():
+        raise RuntimeError(f"onnxruntime {ort.__version__} has no {first} "
+                           f"(has {', '.join(ort.get_available_providers())}); "
+                           "install onnxruntime-gpu for the CUDA EP")
+    return OnnxrtRunner(spec, providers=providers)
+
+
+def _onnxrt_describe(runner: "BaseRunner") -> dict[str, Any]:
+    used, wanted = runner.session.get_providers(), _provider_name(runner.providers[0])
+    if used[0] != wanted:  # ORT falls back silently when a provider fails to load
+        raise RuntimeError(f"onnxruntime fell back to {used[0]} instead of {wanted}")
+    return {"providers": used}
+
+
+def _artifact_builder(job: "Job", spec: "RunnerSpec") -> "BaseRunner":
+    from converters.runners import make_runner
+
+    return make_runner(spec)
+
+
+_TORCH = ("torch", "torchvision")
+_TF = ("tensorflow",)
+RUNTIMES: dict[str, Runtime] = {r.name: r for r in (
+    Runtime("pytorch", "fp32", None, ("cpu", "cuda"), _torch_builder(), _TORCH,
+            "PyTorch eager, NCHW contiguous", cuda_clock="cuda_event"),
+    Runtime("pytorch_cl", "fp32", None, ("cpu", "cuda"), _torch_builder(channels_last=True),
+            _TORCH, "PyTorch eager, channels_last", layout="NHWC", cuda_clock="cuda_event"),
+    Runtime("torch_compile", "fp32", None, ("cpu", "cuda"), _torch_builder(compiled=True),
+            _TORCH, "torch.compile (inductor), NCHW input", cuda_clock="cuda_event"),
+    Runtime("onnxruntime", "fp32", "onnx", ("cpu", "cuda"), _onnxrt_builder, ("onnxruntime",),
+            "ONNX Runtime, CPU EP (CUDA EP on GPU; synchronous run, host arrays in/out)",
+            describe=_onnxrt_describe),
+    Runtime("tf_savedmodel", "fp32", "tf_savedmodel", ("cpu",), _artifact_builder, _TF,
+            "TF SavedModel serving_default", layout="NHWC"),
+    Runtime("keras", "fp32", "keras", ("cpu",), _artifact_builder, ("keras", *_TF),
+            "Keras 3 model call", layout="NHWC"),
+    Runtime("tflite_fp32", "fp32", "tflite_fp32", ("cpu",), _artifact_builder,
+            ("ai_edge_litert.interpreter",), "TFLite (LiteRT, XNNPACK)", layout="NHWC"),
+    Runtime("tflite_fp16", "fp16", "tflite_fp16", ("cpu",), _artifact_builder,
+            ("ai_edge_litert.interpreter",), "TFLite fp16 weights (LiteRT, XNNPACK)",
+            layout="NHWC"),
+)}
+
+
+def get_runtime(name: str) -> Runtime:
+    try:
+        return RUNTIMES[name]
+    except KeyError:
+        raise ValueError(f"unknown runtime {name!r}; known: {', '.join(RUNTIMES)}") from None
+
+
+def runtimes_for(device: str) -> list[str]:
+    """The default runtime set on ``device``."""
+    return [name for name, rt in RUNTIMES.items() if device in rt.devices]

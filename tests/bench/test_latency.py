@@ -1,0 +1,217 @@
+"""``python -m bench`` (latency): timing statistics, workers, error rows, report, devices."""
+from __future__ import annotations
+
+import csv
+import json
+import random
+import time
+
+import numpy as np
+import pytest
+
+from bench.latency.orchestrate import WorkerError, run_worker
+from bench.latency.records import Job
+from bench.latency.report import COLUMNS, EXTRA_COLUMNS
+from bench.latency.timing import Measurement, TimingPolicy, measure
+from tests.bench.latency_helpers import FAST_ARGS, read_csv, run_bench_cli, write_synthetic_raw
+from zoo.meta import published_meta
+from zoo.registry import get_entry
+
+MODEL = "squeezenet1_1"
+
+
+def test_measurement_statistics_match_numpy():
+    samples = [i / 1e3 for i in range(1, 101)]  # 1..100 ms
+    random.Random(0).shuffle(samples)
+    m = Measurement(tuple(samples))
+    arr = np.array(samples) * 1e3
+    s = m.summary_ms()
+    assert s["median_ms"] == pytest.approx(50.5)
+    assert s["iqr_ms"] == pytest.approx(np.percentile(arr, 75) - np.percentile(arr, 25))
+    assert s["iqr_ms"] == pytest.approx(49.5)
+    assert s["p90_ms"] == pytest.approx(90.1)
+    assert s["p99_ms"] == pytest.approx(99.01)
+    assert s["mean_ms"] == pytest.approx(50.5)
+    assert s["n_samples"] == 100 and m.raw_times == tuple(samples)  # raw order kept
+    assert m.unstable and s["iqr_rel"] == pytest.approx(49.5 / 50.5)
+
+
+def test_unstable_flag_threshold():
+    steady = Measurement((0.010,) * 8 + (0.0104, 0.0096))
+    assert steady.iqr == 0.0 and not steady.unstable
+    spread = Measurement((0.009, 0.009, 0.011, 0.011))  # IQR 2 ms on a 10 ms median
+    assert spread.iqr_rel == pytest.approx(0.2) and spread.unstable
+    assert Measurement.from_json(json.loads(json.dumps(spread.to_json()))) == spread
+
+
+def test_measure_follows_the_policy_on_a_known_sleep():
+    calls = []
+
+    def fn():
+        calls.append(1)
+        time.sleep(0.002)
+
+    policy = TimingPolicy(min_time=0.05, min_runs=5, warmup_runs=2, warmup_time=0.0)
+    m = measure(fn, policy)
+    assert m.warmup_runs == 2 and len(calls) == m.n + 2
+    assert m.n >= 5 and sum(m.raw_times) >= 0.05 - 0.005
+    assert 0.002 <= m.median < 0.05 and m.clock == "perf_counter"
+    capped = measure(lambda: time.sleep(0.01),
+                     TimingPolicy(min_time=10, min_runs=1000, warmup_runs=0, warmup_time=0,
+                                  max_time=0.03, floor_runs=3))
+    assert 3 <= capped.n < 10  # max_time stops a slow row after floor_runs calls
+
+
+def test_harness_overhead_is_negligible_on_a_fixed_workload():
+    from bench.latency.overhead import harness_overhead
+
+    a = np.random.default_rng(0).standard_normal((256, 256), dtype=np.float32)
+    result = harness_overhead(lambda: a @ a, call_s=1e-3, rounds=3)
+    assert result["empty_call_ns"] < 20_000
+    assert result["empty_call_rel"] < 0.02
+    assert result["bare_mean_ms"] > 0 and len(result["overhead_rel_per_round"]) == 3
+
+
+def test_worker_that_dies_is_an_error_not_a_crash():
+    with pytest.raises(WorkerError, match="timed out"):
+        run_worker(Job(kind="peak", threads=1), timeout=0.01)
+
+
+def test_report_tables_from_raw_records(tmp_path):
+    from bench.latency.report import generate
+
+    raw = write_synthetic_raw(tmp_path / "raw" / "latency-cpu-2t-x.jsonl",
+                              medians_ms={"fast": 20.0, "slow": 80.0})
+    paths = generate(raw, tmp_path)
+    assert {p.name for p in paths.values()} == {"latency-cpu-2t-x.csv", "latency-cpu-2t-x.md",
+                                                "latency-cpu-2t-x.png"}
+    with paths["csv"].open() as fh:
+        assert next(csv.reader(fh)) == [*COLUMNS, *EXTRA_COLUMNS]
+    rows = {r["runtime"]: r for r in read_csv(tmp_path)}
+    fast = rows["fast"]  # samples 18, 20, 20, 21, 30 ms
+    assert float(fast["median_ms"]) == pytest.approx(20.0)
+    assert float(fast["iqr_ms"]) == pytest.approx(1.0)
+    assert float(fast["p90_ms"]) == pytest.approx(26.4)
+    assert float(fast["mean_ms"]) == pytest.approx(21.8) and fast["n_samples"] == "5"
+    # 2 GFLOPs x batch 4 in 20 ms = 400 GFLOP/s; the synthetic peak is 100.
+    assert float(fast["gflops_per_s"]) == pytest.approx(400.0)
+    assert float(fast["peak_fraction"]) == pytest.approx(4.0)
+    assert float(rows["slow"]["peak_fraction"]) == pytest.approx(1.0)
+    assert fast["artifact_mb"] == "1.0" and fast["unstable"] == "False"
+    assert rows["broken"]["error"] == "RuntimeError: boom" and rows["broken"]["median_ms"] == ""
+    md = paths["md"].read_text()
+    assert "| tiny | random weights (seed 0) | 4 | fast | 20 | 400 | 400.0% |" in md
+
+
+def test_compare_flags_runs_that_disagree(tmp_path):
+    from bench.latency.compare import main as compare
+
+    a = write_synthetic_raw(tmp_path / "a.jsonl", medians_ms={"x": 10.0, "y": 50.0})
+    b = write_synthetic_raw(tmp_path / "b.jsonl", medians_ms={"x": 10.5, "y": 52.0})
+    c = write_synthetic_raw(tmp_path / "c.jsonl", medians_ms={"x": 12.0, "y": 50.0})
+    assert compare([str(a), str(b)]) == 0  # 5% and 4%
+    assert compare([str(a), str(c)]) == 1  # 20%
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory):
+    """One real run: the bench converts squeezenet1_1 itself, then 3 runtimes at batch 1 and 2."""
+    root = tmp_path_factory.mktemp("bench")
+    proc = run_bench_cli("--models", MODEL, "--runtimes", "pytorch", "onnxruntime",
+                         "tflite_fp32", "--batch-sizes", "1,2", "--weights", "random",
+                         *FAST_ARGS, "--artifacts", str(root / "artifacts"),
+                         "--results", str(root / "results"), "--name", "test")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return root, proc
+
+
+def test_run_writes_raw_csv_markdown_and_plot(bench_run):
+    root, proc = bench_run
+    stem = "latency-cpu-1t-"
+    raw = list((root / "results" / "raw").glob(f"{stem}*-test.jsonl"))
+    assert len(raw) == 1
+    lines = [json.loads(x) for x in raw[0].read_text().splitlines()]
+    assert lines[0]["type"] == "env" and lines[0]["threads"] == 1 and lines[0]["cpu"]
+    assert {x["type"] for x in lines} == {"env", "convert", "peak", "static", "latency"}
+    convert = next(x for x in lines if x["type"] == "convert")
+    assert convert["converted"] and "random weights" in convert["weights_label"]
+    latency = [x for x in lines if x["type"] == "latency"]
+    assert all(len(x["measurement"]["raw_times"]) == x["measurement"]["n_samples"] >= 3
+               for x in latency)
+    csv_path = raw[0].parent.parent / f"{raw[0].stem}.csv"
+    with csv_path.open() as fh:
+        assert next(csv.reader(fh)) == [*COLUMNS, *EXTRA_COLUMNS]
+    md = csv_path.with_suffix(".md").read_text()
+    assert "## Fastest runtime per model" in md and "random weights" in md
+    assert csv_path.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    assert "median ms" in proc.stdout  # the rich summary table
+
+
+def test_rows_carry_real_numbers(bench_run):
+    root, _ = bench_run
+    rows = read_csv(root / "results")
+    assert {(r["runtime"], r["batch_size"]) for r in rows} == {
+        (rt, b) for rt in ("pytorch", "onnxruntime", "tflite_fp32") for b in ("1", "2")}
+    meta = published_meta(get_entry(MODEL))
+    for r in rows:
+        assert r["error"] == "" and r["weights"].startswith("random weights")
+        assert int(r["params"]) == meta.num_params
+        assert float(r["gflops"]) == pytest.approx(meta.gflops * 2, rel=0.02)
+        median, batch = float(r["median_ms"]), int(r["batch_size"])
+        assert float(r["iqr_ms"]) >= 0 and float(r["p99_ms"]) >= float(r["p90_ms"]) >= median > 0
+        rate = float(r["gflops"]) * batch / (median / 1e3)
+        assert float(r["gflops_per_s"]) == pytest.approx(rate, rel=1e-3)
+        assert float(r["peak_fraction"]) > 0 and float(r["load_s"]) > 0
+        assert 20 < float(r["peak_rss_mb"]) < 8000 and r["threads"] == "1"
+    torch_rows = [r for r in rows if r["runtime"] == "pytorch"]
+    assert all(0 < float(r["peak_fraction"]) <= 1 for r in torch_rows)  # same library as the GEMM
+    assert {r["artifact_mb"] != "" for r in rows if r["runtime"] != "pytorch"} == {True}
+
+
+def test_failing_runtime_is_a_row_and_the_run_goes_on(bench_run):
+    root, _ = bench_run
+    broken = root / "artifacts" / MODEL / f"{MODEL}_float32.tflite"
+    broken.write_bytes(b"not a flatbuffer")
+    proc = run_bench_cli("--models", MODEL, "--runtimes", "tflite_fp32", "onnxruntime",
+                         *FAST_ARGS, "--artifacts", str(root / "artifacts"),
+                         "--results", str(root / "broken"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {r["runtime"]: r for r in read_csv(root / "broken")}
+    assert rows["tflite_fp32"]["error"] and rows["tflite_fp32"]["median_ms"] == ""
+    assert rows["onnxruntime"]["error"] == "" and float(rows["onnxruntime"]["median_ms"]) > 0
+
+
+def test_cli_rejects_bad_input_in_one_line():
+    from bench.latency.cli import main
+
+    assert main(["--models", "no_such_net"]) == 2
+    assert main(["--runtimes", "no_such_runtime"]) == 2
+    assert main(["--batch-sizes", "1,x"]) == 2
+
+
+@pytest.mark.skipif(_cuda := __import__("torch").cuda.is_available(),
+                    reason="this machine has a GPU: the no-GPU error path does not apply")
+def test_cuda_without_gpu_is_one_clear_error():
+    proc = run_bench_cli("--device", "cuda", "--models", MODEL)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --device cuda") and not proc.stdout
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda, reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+def test_cuda_path_measures_with_events_and_gpu_memory(tmp_path):
+    proc = run_bench_cli("--device", "cuda", "--models", MODEL, "--runtimes", "pytorch",
+                         "onnxruntime", "--weights", "random", *FAST_ARGS,
+                         "--artifacts", str(tmp_path / "artifacts"),
+                         "--results", str(tmp_path / "results"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    raw = next((tmp_path / "results" / "raw").glob("latency-cuda-*.jsonl"))
+    records = [json.loads(x) for x in raw.read_text().splitlines()]
+    torch_row = next(r for r in records if r.get("runtime") == "pytorch")
+    assert torch_row["error"] == "" and torch_row["measurement"]["clock"] == "cuda_event"
+    assert torch_row["peak_gpu_mb"] or torch_row["details"]["torch_gpu_peak_mb"]
+    peak = next(r for r in records if r["type"] == "peak")
+    assert peak["gflops_per_s"] > 1000  # any CUDA GPU does over 1 TFLOP/s in fp32
+    ort_row = next(r for r in records if r.get("runtime") == "onnxruntime")
+    assert ort_row["error"] == "" or "CUDAExecutionProvider" in ort_row["error"]
