@@ -98,7 +98,8 @@ def _tflite_activations(details: list[dict]) -> dict[str, tuple[int, list[str]]]
         sig = d["shape_signature"]
         if not (len(sig) and sig[0] == -1):
             continue
-        layers = [part.split("/")[1] for part in d["name"].split(";") if part.startswith("model/")]
+        # "<keras model name>/<layer>/<op>"; the model name may be numbered (model_104)
+        layers = [part.split("/")[1] for part in d["name"].split(";") if part.count("/") >= 2]
         if layers:
             out.setdefault(layers[0], (d["index"], layers))
     return out

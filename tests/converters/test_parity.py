@@ -103,3 +103,17 @@ def test_metrics_on_known_errors():
     zeros = np.zeros((3,), np.float32)
     dead = diff_tensors(zeros, zeros, name="t", module="m", op="Relu", depth=0, tol=tol)
     assert dead.passed
+
+
+def test_tflite_fused_names_with_numbered_model_scope():
+    from converters.parity.capture import _tflite_activations
+
+    details = [
+        {"index": 3, "shape_signature": [-1, 8, 8, 4],
+         "name": "model_104/tf.nn.relu6/Relu6;model_104/tf.__operators__.add/AddV2;"
+                 "model_104/tf.nn.convolution/convolution"},
+        {"index": 4, "shape_signature": [4, 3, 3, 3], "name": "model_104/tf.nn.convolution/w"},
+    ]
+    found = _tflite_activations(details)
+    assert found == {"tf.nn.relu6": (3, ["tf.nn.relu6", "tf.__operators__.add",
+                                         "tf.nn.convolution"])}
