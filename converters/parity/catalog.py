@@ -23,7 +23,9 @@ def run_catalog(models: list[str], *, out_root: Path, weights: str = "auto",
         err_file = out_root / f"{model}.parity-error.txt"
         errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
         if proc.returncode == 2 or not (out_root / model / "parity").is_dir():
-            err_file.write_text((errors[-1] if errors else proc.stderr[-2000:]) + "\n")
+            lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+            err_file.write_text((errors[-1] if errors else lines[-1] if lines else
+                                 f"exit {proc.returncode}") + "\n")
         elif err_file.exists():
             err_file.unlink()
         log(f"[{i}/{len(models)}] {model}: exit {proc.returncode} "
@@ -55,7 +57,8 @@ def _row(r: dict) -> dict:
             "aligned_fraction": r["aligned_fraction"], "first_divergent": where(first),
             "worst_layer": where(worst),
             "worst_snr_db": round(worst["snr_db"], 1) if worst and worst["snr_db"] is not None
-            else "", "worst_max_abs": f"{worst['max_abs']:.2e}" if worst else "", "error": ""}
+            else "", "worst_max_abs": f"{worst['max_abs']:.2e}" if worst else "",
+            "error": r.get("error", "")}
 
 
 def write_tables(rows: list[dict], results: Path, env: dict) -> tuple[Path, Path]:

@@ -21,7 +21,7 @@ def report_json(r: PairReport) -> dict:
     first, worst = r.first_divergent, r.worst
     return {
         "model": r.model, "weights": r.weights, "reference": r.reference, "test": r.test,
-        "precision": r.precision, "inputs": r.inputs, "passed": r.passed,
+        "precision": r.precision, "inputs": r.inputs, "passed": r.passed, "error": r.error,
         "n_onnx_tensors": r.n_sites, "n_aligned": len(r.diffs),
         "aligned_fraction": round(r.aligned_fraction, 4),
         "first_divergent": first.to_json() if first else None,
@@ -105,6 +105,10 @@ def print_summary(reports: list[PairReport]) -> None:
                 "worst SNR dB"):
         table.add_column(col)
     for r in reports:
+        if r.error:
+            table.add_row(f"{r.reference} vs {r.test}", r.precision, "-",
+                          f"[red]ERROR[/red] {r.error[:100]}", "-", "-", "-")
+            continue
         first, worst = r.first_divergent, r.worst
         table.add_row(
             f"{r.reference} vs {r.test}", r.precision,

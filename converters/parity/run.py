@@ -29,10 +29,11 @@ class PairReport:
     diffs: list[TensorDiff]
     unaligned: dict[str, str]
     fused: dict[str, list[str]] = field(default_factory=dict)
+    error: str = ""  # a format that could not run at all
 
     @property
     def passed(self) -> bool:
-        return all(d.passed for d in self.diffs)
+        return not self.error and all(d.passed for d in self.diffs)
 
     @property
     def first_divergent(self) -> TensorDiff | None:
@@ -92,6 +93,16 @@ def capture_format(fmt: str, folder: Path, manifest: Manifest, inputs: ParityInp
     return capture_tflite(folder / manifest.artifact(fmt).path, tensor_map, inputs.x, fmt)
 
 
+def _capture_or_error(fmt: str, folder: Path, manifest: Manifest, inputs: ParityInputs,
+                      index: GraphIndex) -> Capture | str:
+    """The capture, or one line saying why this format could not run on the inputs."""
+    try:
+        return capture_format(fmt, folder, manifest, inputs, index)
+    except Exception as exc:  # an artifact that cannot run fails its pairs, with the reason
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        return f"{fmt}: {type(exc).__name__}: {first}"
+
+
 def compare(ref: Capture, test: Capture, index: GraphIndex, *, model: str, weights: str,
             precision: str, inputs: str, policy: TolerancePolicy) -> PairReport:
     tol = policy.for_(model, precision)
@@ -127,15 +138,21 @@ def run_parity(folder: Path, *, pairs: tuple[tuple[str, str], ...] = PAIRS,
     policy = policy or TolerancePolicy()
     inputs = inputs or parity_inputs(manifest)
     index = index_graph(folder / manifest.artifact("onnx").path)
-    captures: dict[str, Capture] = {}
+    captures: dict[str, Capture | str] = {}
     reports = []
     for ref_fmt, test_fmt in pairs:
         for fmt in (ref_fmt, test_fmt):
             if fmt not in captures:
                 t0 = time.perf_counter()
-                captures[fmt] = capture_format(fmt, folder, manifest, inputs, index)
+                captures[fmt] = _capture_or_error(fmt, folder, manifest, inputs, index)
                 timings[f"capture {fmt}"] = time.perf_counter() - t0
         precision = "fp16" if test_fmt.endswith("fp16") else "fp32"
+        failed = [c for c in (captures[ref_fmt], captures[test_fmt]) if isinstance(c, str)]
+        if failed:
+            reports.append(PairReport(manifest.model, manifest.weights["label"], ref_fmt,
+                                      test_fmt, precision, inputs.description,
+                                      len(index.sites), [], {}, error=failed[0]))
+            continue
         t0 = time.perf_counter()
         reports.append(compare(captures[ref_fmt], captures[test_fmt], index,
                                model=manifest.model, weights=manifest.weights["label"],
