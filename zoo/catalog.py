@@ -43,10 +43,14 @@ register(ModelEntry("inception_v3", "Inception", "inception_v3", "Inception_V3_W
 register(ModelEntry("densenet121", "DenseNet", "densenet121", "DenseNet121_Weights", V1,
                     feature_layer="features", feature_dim=1024))
 register(ModelEntry("shufflenet_v2_x1_0", "ShuffleNet", "shufflenet_v2_x1_0",
-                    "ShuffleNet_V2_X1_0_Weights", V1, feature_layer="conv5", feature_dim=1024))
+                    "ShuffleNet_V2_X1_0_Weights", V1, feature_layer="conv5", feature_dim=1024,
+                    converts_to_tf=False,
+                    notes="onnx2tf 1.28: SavedModel fails at run time (grouped conv with 0 "
+                          "groups from the dynamic-batch channel shuffle); TFLite needs Select TF ops"))
 register(ModelEntry("mnasnet1_0", "MNASNet", "mnasnet1_0", "MNASNet1_0_Weights", V1,
                     feature_layer="layers", feature_dim=1280))
 register(ModelEntry("regnet_y_400mf", "RegNet", "regnet_y_400mf", "RegNet_Y_400MF_Weights", V1,
                     feature_layer="avgpool", feature_dim=440))
 register(ModelEntry("convnext_tiny", "ConvNeXt", "convnext_tiny", "ConvNeXt_Tiny_Weights", V1,
-                    feature_layer="classifier.1", feature_dim=768))
+                    feature_layer="classifier.1", feature_dim=768, converts_to_tf=False,
+                    notes="onnx2tf 1.28 fails at the GELU's Div; ONNX and Keras convert"))

@@ -55,3 +55,5 @@ class ModelEntry:
     builder_kwargs: Mapping[str, Any] = field(default_factory=dict, hash=False)
     num_classes: int = 1000
     notes: str = ""
+    # Capability: onnx2tf 1.28 yields a SavedModel/TFLite that runs (checked by the slow test).
+    converts_to_tf: bool = True

@@ -4,11 +4,19 @@ from __future__ import annotations
 import pytest
 
 from converters.pipeline import ConvertOptions, convert_model
-from zoo.registry import list_models
+from zoo.registry import get_entry, list_models
+
+
+def _case(name: str):
+    entry = get_entry(name)
+    if entry.converts_to_tf:
+        return name
+    # strict: if onnx2tf starts handling the model, the flag on the entry must go
+    return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=entry.notes))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", [_case(n) for n in list_models()])
 def test_catalog_model_converts_and_agrees(name, tmp_path):
     manifest = convert_model(name, ConvertOptions(weights="random", out_root=tmp_path),
                              log=lambda s: None)
