@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from bench.latency.records import Job, PeakRecord
-from bench.latency.timing import TimingPolicy, measure
+from bench.latency.timing import measure
 
 GEMM_SIZES: dict[str, tuple[int, ...]] = {"cpu": (512, 1024, 2048), "cuda": (4096, 8192)}
 
@@ -55,9 +55,7 @@ def gemm_peak(job: Job) -> PeakRecord:
     torch.set_num_threads(job.threads)
     if job.device == "cuda":
         strict_fp32()
-    policy = TimingPolicy(min_time=job.min_time, min_runs=job.min_runs,
-                          warmup_runs=job.warmup_runs, warmup_time=job.warmup_time,
-                          max_time=job.max_time)
+    policy = job.policy()
     clock = "cuda_event" if job.device == "cuda" else "perf_counter"
     by_size: dict[str, dict[str, Any]] = {}
     for lib, make in GEMMS[job.device].items():

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:
+    from bench.latency.timing import TimingPolicy
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                    "TF_NUM_INTRAOP_THREADS")
@@ -30,6 +33,17 @@ def _from_dict(cls: type, data: Mapping[str, Any]):
         if key in kwargs and isinstance(kwargs[key], list):
             kwargs[key] = tuple(kwargs[key])
     return cls(**kwargs)
+
+
+class _JsonRecord:
+    """JSON round trip shared by the record dataclasses."""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]):
+        return _from_dict(cls, data)
 
 
 @dataclass(frozen=True)
@@ -62,9 +76,16 @@ class Job:
     def from_json(cls, text: str) -> "Job":
         return _from_dict(cls, json.loads(text))
 
+    def policy(self) -> "TimingPolicy":
+        from bench.latency.timing import TimingPolicy
+
+        return TimingPolicy(min_time=self.min_time, min_runs=self.min_runs,
+                            warmup_runs=self.warmup_runs, warmup_time=self.warmup_time,
+                            max_time=self.max_time)
+
 
 @dataclass
-class LatencyRecord:
+class LatencyRecord(_JsonRecord):
     """One (model, runtime, device, batch size) measurement, or its error."""
 
     model: str
@@ -88,16 +109,10 @@ class LatencyRecord:
     overhead: dict[str, Any] | None = None
     error: str = ""
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "LatencyRecord":
-        return _from_dict(cls, data)
 
 
 @dataclass
-class StaticRecord:
+class StaticRecord(_JsonRecord):
     """Per-model figures that do not depend on the runtime."""
 
     model: str
@@ -110,16 +125,10 @@ class StaticRecord:
     artifact_bytes: dict[str, int] = field(default_factory=dict)
     error: str = ""
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "StaticRecord":
-        return _from_dict(cls, data)
 
 
 @dataclass
-class PeakRecord:
+class PeakRecord(_JsonRecord):
     """The machine's own fp32 GEMM rate, measured with the run's thread count."""
 
     device: str
@@ -129,16 +138,10 @@ class PeakRecord:
     by_size: dict[str, dict[str, Any]] = field(default_factory=dict)
     error: str = ""
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "PeakRecord":
-        return _from_dict(cls, data)
 
 
 @dataclass
-class ConvertRecord:
+class ConvertRecord(_JsonRecord):
     """Where a model's artifacts are and which weights they carry."""
 
     model: str
@@ -152,12 +155,6 @@ class ConvertRecord:
     note: str = ""
     error: str = ""
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "ConvertRecord":
-        return _from_dict(cls, data)
 
 
 RECORD_TYPES: dict[str, type] = {"latency": LatencyRecord, "static": StaticRecord,

@@ -110,7 +110,7 @@ def _measure_row(job: Job, rt: "Runtime", runner: "BaseRunner", row: LatencyReco
     import numpy as np
 
     from bench.latency.memory import peak_rss_mb, process_gpu_mb, torch_gpu_peak_mb
-    from bench.latency.timing import TimingPolicy, measure
+    from bench.latency.timing import measure
 
     try:
         shape = (row.batch_size, *chw)
@@ -123,8 +123,7 @@ def _measure_row(job: Job, rt: "Runtime", runner: "BaseRunner", row: LatencyReco
         out = next(iter(first.values()))
         if out.shape[0] != row.batch_size or not np.isfinite(out).all():
             raise RuntimeError(f"bad output: shape {out.shape}, finite={np.isfinite(out).all()}")
-        policy = TimingPolicy(job.min_time, job.min_runs, job.warmup_runs, job.warmup_time,
-                              job.max_time)
+        policy = job.policy()
         call = lambda: runner.run_prepared(native)  # noqa: E731
         m = measure(call, policy, clock=rt.clock(job.device))
         row.measurement = m.to_json()
