@@ -220,5 +220,6 @@ def _last_error(log_file: Path, exc: BaseException) -> str:
 
     text = log_file.read_text(errors="replace") if log_file.exists() else ""
     lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in text.splitlines()]
-    errors = [ln for ln in lines if ln.startswith("ERROR:") and "trace log" not in ln]
-    return "; ".join(errors[:2]) if errors else f"{exc.__class__.__name__}: {exc}"
+    errors = [ln.removeprefix("ERROR:").strip() for ln in lines if ln.startswith("ERROR:")
+              and "trace log" not in ln and "input_onnx_file_path" not in ln]  # our temp copy
+    return "; ".join(errors[:3]) if errors else f"{exc.__class__.__name__}: {exc}"

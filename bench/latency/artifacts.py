@@ -5,7 +5,6 @@ random weights; every record carries the label of what was used.
 """
 from __future__ import annotations
 
-import importlib
 import sys
 import time
 from pathlib import Path
@@ -13,17 +12,7 @@ from pathlib import Path
 from bench.latency.records import ConvertRecord, Job
 
 ARTIFACT_FORMATS = ("onnx", "tf_savedmodel", "tflite_fp32", "tflite_fp16", "keras")
-
-
-def keras_unavailable() -> str:
-    """Why the Keras converter cannot run here, or "" when it can."""
-    try:
-        module = importlib.import_module("converters.keras")
-    except Exception as exc:  # noqa: BLE001  a half-written converter may fail in any way
-        return f"converters.keras does not import ({type(exc).__name__}: {exc})"
-    if not hasattr(module, "onnx_to_keras"):
-        return "the Keras converter (converters.keras.onnx_to_keras) is not available yet"
-    return ""
+TF_FORMATS = ("tf_savedmodel", "tflite_fp32", "tflite_fp16")  # the onnx2tf step
 
 
 def resolve_weights(model: str, requested: str) -> tuple[str, str]:
@@ -57,22 +46,32 @@ def weights_match(requested: str, spec: str) -> bool:
     return requested == "auto" or requested == spec or spec.startswith(f"{requested}:")
 
 
+def expected_gaps(model: str) -> tuple[tuple[str, ...], str]:
+    """Formats the catalog says cannot be made for ``model``, and why."""
+    from zoo.registry import get_entry
+
+    entry = get_entry(model)
+    return ((), "") if entry.converts_to_tf else (TF_FORMATS, entry.notes)
+
+
 def reuse_existing(job: Job, folder: Path) -> ConvertRecord | None:
-    """The existing artifacts, when the only format they lack is one that cannot be made."""
+    """The existing artifacts, when the only formats they lack are ones that cannot be made."""
     found = manifest_weights(folder)
     if job.reconvert or not found or not weights_match(job.weights, found[0]):
         return None
     missing = set(job.formats) - set(found[2])
-    reason = keras_unavailable() if missing == {"keras"} else ""
-    if missing and not reason:
+    gaps, why = expected_gaps(job.model)
+    if not missing <= set(gaps):
         return None
+    note = f"no {'/'.join(sorted(missing))}: {why}" if missing else ""
     return ConvertRecord(job.model, weights=found[0], weights_label=found[1], folder=str(folder),
-                         formats=found[2], note=reason)
+                         formats=found[2], note=note)
 
 
 def ensure_artifacts(job: Job) -> ConvertRecord:
-    """Convert ``job.model`` into ``job.artifacts_root``; Keras is dropped (with a note) if
-    its converter is missing or fails, so the other formats are still benchmarked."""
+    """Convert ``job.model`` into ``job.artifacts_root``. A step that fails drops only its own
+    formats (onnx2tf: SavedModel and TFLite; the builder: Keras), so the rest is benchmarked
+    and the dropped rows carry the reason."""
     t0 = time.perf_counter()
     folder = Path(job.artifacts_root).resolve() / job.model
     if existing := reuse_existing(job, folder):
@@ -86,24 +85,35 @@ def ensure_artifacts(job: Job) -> ConvertRecord:
     formats = tuple(f for f in ARTIFACT_FORMATS if f in job.formats)
     if not formats:  # only PyTorch runtimes asked for: the weights are all that is needed
         return record
-    if "keras" in formats and (reason := keras_unavailable()):
-        formats, record.note = tuple(f for f in formats if f != "keras"), reason
     try:
-        _convert(job.model, record.weights, folder.parent, formats)
+        record.formats, record.note = convert_what_converts(
+            job.model, record.weights, folder.parent, formats)
     except Exception as exc:  # noqa: BLE001
-        if "keras" not in formats:
-            record.error = f"conversion: {type(exc).__name__}: {exc}"[:500]
-            return record
-        record.note = f"Keras conversion failed ({type(exc).__name__}: {exc})"[:500]
-        formats = tuple(f for f in formats if f != "keras")
-        try:
-            _convert(job.model, record.weights, folder.parent, formats)
-        except Exception as exc2:  # noqa: BLE001
-            record.error = f"conversion: {type(exc2).__name__}: {exc2}"[:500]
-            return record
-    record.formats, record.converted = formats, True
+        record.error = f"conversion: {type(exc).__name__}: {exc}"[:500]
+        return record
+    record.converted = True
     record.seconds = time.perf_counter() - t0
     return record
+
+
+def convert_what_converts(model: str, weights: str, root: Path, formats: tuple[str, ...]
+                          ) -> tuple[tuple[str, ...], str]:
+    """Convert; when a step fails, drop its formats and retry. (formats made, what was dropped
+    and why). Raises when even the ONNX export fails."""
+    from converters.tf_export import ConversionError
+
+    notes: list[str] = []
+    while True:
+        try:
+            _convert(model, weights, root, formats)
+            return formats, "; ".join(notes)
+        except Exception as exc:  # noqa: BLE001  any step may fail in any way
+            step = TF_FORMATS if isinstance(exc, ConversionError) else ("keras",)
+            dropped = tuple(f for f in formats if f in step)
+            if not dropped:
+                raise
+            notes.append(f"no {'/'.join(dropped)}: {type(exc).__name__}: {exc}"[:400])
+            formats = tuple(f for f in formats if f not in step)
 
 
 def _convert(model: str, weights: str, root: Path, formats: tuple[str, ...]) -> None:

@@ -1,6 +1,7 @@
 """Stability: do two runs agree? ``python -m bench compare A.jsonl B.jsonl [--tolerance 0.10]``.
 
 Exit status 1 when some row's medians differ by more than the tolerance.
+``--markdown PATH`` also writes the comparison, with run A's environment header.
 """
 from __future__ import annotations
 
@@ -36,25 +37,53 @@ def compare_runs(a: Path, b: Path) -> list[MedianPair]:
     return [MedianPair(k, ma[k], mb[k]) for k in ma if k in mb]
 
 
+def verdict(pairs: list[MedianPair], tolerance: float) -> str:
+    worst = max(p.rel_diff for p in pairs)
+    return (f"worst difference {100 * worst:.1f}% over {len(pairs)} rows "
+            f"(tolerance {100 * tolerance:.0f}%): {'PASS' if worst <= tolerance else 'FAIL'}")
+
+
+def write_markdown(pairs: list[MedianPair], a: Path, b: Path, tolerance: float, out: Path) -> Path:
+    from bench.env import markdown_header
+    from bench.latency.markdown import md_table
+
+    rows = [(*p.key[:2], p.key[3], p.key[4], p.a_ms, p.b_ms, f"{100 * p.rel_diff:.1f}%",
+             "" if p.rel_diff <= tolerance else "> tolerance") for p in pairs]
+    text = (markdown_header(load_raw(a).env, "Latency stability: two back-to-back runs")
+            + f"- run A: `{a.name}`; run B: `{b.name}`\n"
+            + "- difference = |A - B| / min(A, B) of the medians\n"
+            + f"- {verdict(pairs, tolerance)}\n\n"
+            + md_table(("model", "runtime", "batch", "threads", "A median ms", "B median ms",
+                        "difference", ""), rows))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench compare", description=__doc__)
     parser.add_argument("a", type=Path)
     parser.add_argument("b", type=Path)
     parser.add_argument("--tolerance", type=float, default=0.10)
+    parser.add_argument("--markdown", type=Path, help="also write the comparison here")
     args = parser.parse_args(argv)
+    for path in (args.a, args.b):
+        if not path.is_file():
+            print(f"error: {path} does not exist", file=sys.stderr)
+            return 2
     pairs = compare_runs(args.a, args.b)
     if not pairs:
         print("error: the two runs share no successful rows", file=sys.stderr)
         return 2
     print(f"{'model':20s} {'runtime':14s} {'batch':>5s} {'A ms':>9s} {'B ms':>9s} {'diff':>7s}")
     for p in pairs:
-        verdict = "" if p.rel_diff <= args.tolerance else "  > tolerance"
+        flag = "" if p.rel_diff <= args.tolerance else "  > tolerance"
         print(f"{p.key[0]:20s} {p.key[1]:14s} {p.key[3]:5d} {p.a_ms:9.3f} {p.b_ms:9.3f} "
-              f"{100 * p.rel_diff:6.1f}%{verdict}")
-    worst = max(p.rel_diff for p in pairs)
-    print(f"worst difference {100 * worst:.1f}% over {len(pairs)} rows "
-          f"(tolerance {100 * args.tolerance:.0f}%)")
-    return 0 if worst <= args.tolerance else 1
+              f"{100 * p.rel_diff:6.1f}%{flag}")
+    print(verdict(pairs, args.tolerance))
+    if args.markdown:
+        print(f"md   {write_markdown(pairs, args.a, args.b, args.tolerance, args.markdown)}")
+    return 0 if max(p.rel_diff for p in pairs) <= args.tolerance else 1
 
 
 if __name__ == "__main__":

@@ -35,8 +35,11 @@ def _peak_text(run: "RawRun") -> str:
     if not peak or not peak.gflops_per_s:
         return f"not measured ({peak.error if peak else 'no record'})"
     sizes = ", ".join(f"{k}: {v['gflops_per_s']:.0f}" for k, v in peak.by_size.items())
-    return (f"{peak.gflops_per_s:.1f} GFLOP/s (fastest fp32 GEMM call, {peak.threads} threads; "
-            f"{sizes})")
+    sessions = "; ".join(f"{p.when} the models: " + (f"{p.gflops_per_s:.1f}" if p.gflops_per_s
+                                                      else f"failed ({p.error})")
+                         for p in run.peaks)
+    return (f"{peak.gflops_per_s:.1f} GFLOP/s (fastest fp32 GEMM call, {peak.threads} threads, "
+            f"best of {sessions}; measured {peak.when}: {sizes})")
 
 
 def _setup(run: "RawRun") -> str:

@@ -107,17 +107,14 @@ def needed_formats(runtimes: Iterable[str]) -> tuple[str, ...]:
 
 
 def prepare_model(opts: BenchOptions, model: str) -> ConvertRecord:
-    """Reuse a complete, matching manifest; else a worker converts (or says why it cannot)."""
-    from bench.latency.artifacts import manifest_weights, weights_match
+    """Reuse matching artifacts (lacking at most what cannot be made); else a worker converts."""
+    from bench.latency.artifacts import reuse_existing
 
     folder = opts.artifacts_root.resolve() / model
-    formats = needed_formats(opts.runtimes)
-    found = manifest_weights(folder)
-    if (found and weights_match(opts.weights, found[0]) and not opts.reconvert
-            and set(formats) <= set(found[2])):
-        return ConvertRecord(model, weights=found[0], weights_label=found[1], folder=str(folder),
-                             formats=found[2])
-    job = opts.job("convert", model=model, formats=formats, reconvert=opts.reconvert)
+    job = opts.job("convert", model=model, formats=needed_formats(opts.runtimes),
+                   reconvert=opts.reconvert)
+    if existing := reuse_existing(job, folder):
+        return existing
     try:
         return ConvertRecord.from_json(run_worker(job, opts.convert_timeout)[0])
     except WorkerError as exc:
@@ -153,14 +150,15 @@ def measure_static(opts: BenchOptions, conv: ConvertRecord) -> StaticRecord:
         return StaticRecord(conv.model, conv.weights_label, error=str(exc))
 
 
-def measure_peak(opts: BenchOptions) -> PeakRecord:
+def measure_peak(opts: BenchOptions, when: str) -> PeakRecord:
     # A GEMM is steady: up to 1 s and 5 calls per size is plenty.
     job = replace(opts.job("peak"), min_time=min(1.0, opts.min_time),
                   min_runs=max(3, min(5, opts.min_runs)))
     try:
-        return PeakRecord.from_json(run_worker(job, opts.job_timeout)[0])
+        record = PeakRecord.from_json(run_worker(job, opts.job_timeout)[0])
     except WorkerError as exc:
-        return PeakRecord(opts.device, opts.threads, error=str(exc))
+        record = PeakRecord(opts.device, opts.threads, error=str(exc))
+    return replace(record, when=when)
 
 
 def _job(progress: Progress, description: str, fn: Callable[[], Any]) -> Any:
@@ -173,7 +171,8 @@ def _job(progress: Progress, description: str, fn: Callable[[], Any]) -> Any:
 
 def run_bench(opts: BenchOptions, header: dict[str, Any], raw_path: Path,
               progress: Progress, on_record: Callable[[Any], None] = lambda r: None) -> Path:
-    """Conversions, then the GEMM peak, static figures and one worker per (model, runtime)."""
+    """Conversions, the GEMM peak, static figures, one worker per (model, runtime), and the
+    GEMM peak again: a peak taken while the machine was briefly busy would flatter every row."""
     raw_path.parent.mkdir(parents=True, exist_ok=True)
     with raw_path.open("w") as fh:
         def emit(record: Any) -> None:
@@ -183,14 +182,14 @@ def run_bench(opts: BenchOptions, header: dict[str, Any], raw_path: Path,
 
         fh.write(json.dumps({"type": "env", **header}, default=str) + "\n")
         n = len(opts.models)
-        progress.start(2 * n + 1 + n * len(opts.runtimes))
+        progress.start(2 * n + 2 + n * len(opts.runtimes))
         converts = []
         for model in opts.models:
             converts.append(_job(progress, f"{model}: artifacts",
                                  lambda: prepare_model(opts, model)))
             emit(converts[-1])
-        emit(_job(progress, f"fp32 GEMM peak ({opts.device}, {opts.threads} threads)",
-                  lambda: measure_peak(opts)))
+        peak_step = f"fp32 GEMM peak ({opts.device}, {opts.threads} threads)"
+        emit(_job(progress, peak_step, lambda: measure_peak(opts, "before")))
         for conv in converts:
             emit(_job(progress, f"{conv.model}: params, FLOPs", lambda: measure_static(opts, conv)))
         for conv in converts:
@@ -198,4 +197,5 @@ def run_bench(opts: BenchOptions, header: dict[str, Any], raw_path: Path,
                 for record in _job(progress, f"{conv.model} / {runtime}",
                                    lambda: measure_model(opts, conv, runtime)):
                     emit(record)
+        emit(_job(progress, f"{peak_step}, again", lambda: measure_peak(opts, "after")))
     return raw_path

@@ -1,7 +1,8 @@
 """The machine's own fp32 peak: large GEMMs timed by the same protocol as the models.
 
 The peak is the fastest single call over sizes and libraries (``torch.mm``, and
-on CPU also ``numpy.matmul``): noise on a shared machine only ever slows a GEMM
+on CPU also ``numpy.matmul`` and ONNX Runtime's ``MatMul``, whose MLAS kernels
+can beat the BLAS torch uses): noise on a shared machine only ever slows a GEMM
 down, so the fastest call is the closest estimate of what the hardware can do,
 and model rates (from medians) are read against it.
 """
@@ -23,9 +24,10 @@ def strict_fp32() -> None:
     torch.backends.cudnn.allow_tf32 = False
 
 
-def _torch_gemm(device: str, n: int) -> Callable[[], Any]:
+def _torch_gemm(job: Job, n: int) -> Callable[[], Any]:
     import torch
 
+    device = job.device
     gen = torch.Generator(device=device).manual_seed(0)
     a = torch.randn(n, n, device=device, generator=gen)
     b = torch.randn(n, n, device=device, generator=gen)
@@ -33,17 +35,44 @@ def _torch_gemm(device: str, n: int) -> Callable[[], Any]:
     return lambda: torch.mm(a, b, out=out)
 
 
-def _numpy_gemm(device: str, n: int) -> Callable[[], Any]:
+def _operands(n: int) -> tuple[Any, Any]:
     import numpy as np
 
     rng = np.random.default_rng(0)
-    a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
+    return tuple(rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
+
+
+def _numpy_gemm(job: Job, n: int) -> Callable[[], Any]:
+    import numpy as np
+
+    a, b = _operands(n)
     out = np.empty((n, n), dtype=np.float32)
     return lambda: np.matmul(a, b, out=out)
 
 
-GEMMS: dict[str, dict[str, Callable[[str, int], Callable[[], Any]]]] = {
-    "cpu": {"torch.mm": _torch_gemm, "numpy.matmul": _numpy_gemm},
+def _onnxruntime_gemm(job: Job, n: int) -> Callable[[], Any]:
+    """A one-node ONNX ``MatMul`` graph, with the thread settings of the ONNX Runtime rows."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm",
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n, n]) for x in "ab"],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = job.threads, 1
+    session = ort.InferenceSession(model.SerializeToString(), opts,
+                                   providers=["CPUExecutionProvider"])
+    feed = dict(zip("ab", _operands(n)))
+    return lambda: session.run(["c"], feed)
+
+
+GEMMS: dict[str, dict[str, Callable[[Job, int], Callable[[], Any]]]] = {
+    "cpu": {"torch.mm": _torch_gemm, "numpy.matmul": _numpy_gemm,
+            "onnxruntime.MatMul": _onnxruntime_gemm},
     "cuda": {"torch.mm": _torch_gemm},
 }
 
@@ -60,7 +89,7 @@ def gemm_peak(job: Job) -> PeakRecord:
     by_size: dict[str, dict[str, Any]] = {}
     for lib, make in GEMMS[job.device].items():
         for n in GEMM_SIZES[job.device]:
-            m = measure(make(job.device, n), policy, clock=clock)
+            m = measure(make(job, n), policy, clock=clock)
             flops = 2 * n**3
             by_size[f"{lib} n={n}"] = {
                 "gflops_per_s": flops / min(m.raw_times) / 1e9,

@@ -129,11 +129,15 @@ class StaticRecord(_JsonRecord):
 
 @dataclass
 class PeakRecord(_JsonRecord):
-    """The machine's own fp32 GEMM rate, measured with the run's thread count."""
+    """The machine's own fp32 GEMM rate, measured with the run's thread count.
+
+    ``when``: "before" or "after" the model rows; a run keeps the faster of the two.
+    """
 
     device: str
     threads: int
     type: str = "peak"
+    when: str = "before"
     gflops_per_s: float | None = None
     by_size: dict[str, dict[str, Any]] = field(default_factory=dict)
     error: str = ""

@@ -7,12 +7,10 @@ worker, after the thread count is fixed.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
-    import numpy as np
     import torch
 
     from bench.latency.records import Job
@@ -80,7 +78,7 @@ def _torch_loader(job: "Job", *, channels_last: bool, compiled: bool
         from zoo.build import build_model
 
         model, _ = build_model(job.model, weights=job.weights)
-        model = model.eval().to(job.device)
+        model = model.eval().to(job.device)  # compiled for the device it will run on
         if channels_last:
             model = _nhwc_input(model).eval()
         return torch.compile(model) if compiled else model
@@ -94,35 +92,9 @@ def _torch_builder(*, channels_last: bool = False, compiled: bool = False
         from converters.runners.torch_runner import TorchRunner
 
         loader = _torch_loader(job, channels_last=channels_last, compiled=compiled)
-        cls = cuda_torch_runner_class() if job.device == "cuda" else TorchRunner
-        return cls(spec, loader=loader)
+        return TorchRunner(spec, loader=loader, device=job.device)
 
     return build
-
-
-def cuda_torch_runner_class() -> type:
-    """TorchRunner on the GPU: inputs copied to the device once in ``prepare``.
-
-    TorchRunner has no device option yet (proposed upstream); until then this
-    subclass overrides only the two methods that touch devices.
-    """
-    from converters.runners.torch_runner import TorchRunner
-
-    class _CudaTorchRunner(TorchRunner):
-        def prepare(self, feed: dict[str, "np.ndarray"]) -> dict[str, Any]:
-            import torch
-
-            return {k: torch.from_numpy(v).to("cuda") for k, v in super().prepare(feed).items()}
-
-        def run_prepared(self, feed: dict[str, Any]) -> "OrderedDict[str, np.ndarray]":
-            import torch
-
-            with torch.inference_mode():
-                out = self.model(*(feed[n] for n in self.spec.input_names))
-            outs = out if isinstance(out, (tuple, list)) else [out]
-            return self.named([o.cpu().numpy() for o in outs])
-
-    return _CudaTorchRunner
 
 
 def _onnxrt_builder(job: "Job", spec: "RunnerSpec") -> "BaseRunner":
@@ -154,6 +126,12 @@ def _artifact_builder(job: "Job", spec: "RunnerSpec") -> "BaseRunner":
     return make_runner(spec)
 
 
+def _keras_eager_builder(job: "Job", spec: "RunnerSpec") -> "BaseRunner":
+    from converters.runners import make_runner
+
+    return make_runner(spec, graph=False)
+
+
 _TORCH = ("torch", "torchvision")
 _TF = ("tensorflow",)
 RUNTIMES: dict[str, Runtime] = {r.name: r for r in (
@@ -169,7 +147,10 @@ RUNTIMES: dict[str, Runtime] = {r.name: r for r in (
     Runtime("tf_savedmodel", "fp32", "tf_savedmodel", ("cpu",), _artifact_builder, _TF,
             "TF SavedModel serving_default", layout="NHWC"),
     Runtime("keras", "fp32", "keras", ("cpu",), _artifact_builder, ("keras", *_TF),
-            "Keras 3 model call", layout="NHWC"),
+            "Keras 3 model traced once as a tf.function (as predict/serving run it)",
+            layout="NHWC"),
+    Runtime("keras_eager", "fp32", "keras", ("cpu",), _keras_eager_builder, ("keras", *_TF),
+            "Keras 3 model called eagerly, layer by layer from Python", layout="NHWC"),
     Runtime("tflite_fp32", "fp32", "tflite_fp32", ("cpu",), _artifact_builder,
             ("ai_edge_litert.interpreter",), "TFLite (LiteRT, XNNPACK)", layout="NHWC"),
     Runtime("tflite_fp16", "fp16", "tflite_fp16", ("cpu",), _artifact_builder,

@@ -5,7 +5,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from converters.runners.base import BaseRunner
+from converters.runners.base import BaseRunner, RunnerSpec
 
 
 def configure_tf_threads(threads: int | None) -> None:
@@ -45,6 +45,14 @@ class SavedModelRunner(BaseRunner):
 
 
 class KerasRunner(BaseRunner):
+    """A ``.keras`` model. ``graph=True`` (default) calls it through one traced
+    ``tf.function`` with a dynamic batch, as ``model.predict`` and serving do;
+    ``graph=False`` calls it eagerly, layer by layer from Python."""
+
+    def __init__(self, spec: RunnerSpec, *, graph: bool = True) -> None:
+        super().__init__(spec)
+        self.graph = graph
+
     def activate_impl(self) -> None:
         import keras
 
@@ -52,12 +60,26 @@ class KerasRunner(BaseRunner):
 
         configure_tf_threads(self.spec.threads)
         self.model = keras.saving.load_model(self.spec.path, compile=False)
+        self._call = self._traced(self.model) if self.graph else self._eager(self.model)
+
+    @staticmethod
+    def _eager(model):
+        return lambda *inputs: model(inputs[0] if len(inputs) == 1 else list(inputs),
+                                     training=False)
+
+    @staticmethod
+    def _traced(model):
+        import tensorflow as tf
+
+        # Batch dimension left open: one trace serves every batch size.
+        signature = [tf.TensorSpec([None, *t.shape[1:]], t.dtype) for t in model.inputs]
+        eager = KerasRunner._eager(model)
+        return tf.function(lambda *inputs: eager(*inputs), input_signature=signature)
 
     def deactivate_impl(self) -> None:
-        self.model = None
+        self.model = self._call = None
 
     def run_prepared(self, feed: dict[str, np.ndarray]) -> "OrderedDict[str, np.ndarray]":
-        inputs = [feed[n] for n in self.spec.input_names]
-        out = self.model(inputs[0] if len(inputs) == 1 else inputs, training=False)
+        out = self._call(*(feed[n] for n in self.spec.input_names))
         outs = out if isinstance(out, (list, tuple)) else [out]
         return self.named([np.asarray(o) for o in outs])

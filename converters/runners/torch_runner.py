@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Mapping
 
 import numpy as np
 
@@ -17,15 +17,18 @@ class TorchRunner(BaseRunner):
 
     With ``capture=True`` every leaf module's output is kept, keyed by its
     module path (``features.0.1``), in ``self.captured`` after each call.
+    ``device`` ("cpu", "cuda", "cuda:1") is where the model runs: ``prepare``
+    copies the inputs there once, and outputs come back as host arrays.
     """
 
     def __init__(self, spec: RunnerSpec, *, model: "torch.nn.Module | None" = None,
                  loader: "Callable[[], torch.nn.Module] | None" = None,
-                 capture: bool = False) -> None:
+                 capture: bool = False, device: str = "cpu") -> None:
         super().__init__(spec)
         if model is None and loader is None:
             raise ValueError("TorchRunner needs a model or a loader")
         self._model, self._loader = model, loader
+        self.device = device
         self.capture = capture
         self.captured: "OrderedDict[str, np.ndarray]" = OrderedDict()
         self._hooks: list = []
@@ -37,7 +40,7 @@ class TorchRunner(BaseRunner):
             torch.set_num_threads(self.spec.threads)
         if self._model is None:
             self._model = self._loader()
-        self._model.eval()
+        self._model.to(self.device).eval()
         if self.capture:
             for path, module in self._model.named_modules():
                 if path and not list(module.children()):
@@ -46,7 +49,7 @@ class TorchRunner(BaseRunner):
     def _hook(self, path: str):
         def keep(module, args, output) -> None:
             if hasattr(output, "numpy"):
-                self.captured[path] = output.detach().numpy().copy()
+                self.captured[path] = output.detach().cpu().numpy().copy()
         return keep
 
     def deactivate_impl(self) -> None:
@@ -58,11 +61,19 @@ class TorchRunner(BaseRunner):
     def model(self) -> "torch.nn.Module":
         return self._model
 
-    def run_prepared(self, feed: dict[str, np.ndarray]) -> "OrderedDict[str, np.ndarray]":
+    def prepare(self, feed: Mapping[str, np.ndarray]) -> "dict[str, torch.Tensor]":
+        """Tensors on ``self.device``, in the model's layout: the copy is not timed."""
+        import torch
+
+        return {k: torch.from_numpy(v).to(self.device) for k, v in super().prepare(feed).items()}
+
+    def run_prepared(self, feed: "Mapping[str, np.ndarray | torch.Tensor]"
+                     ) -> "OrderedDict[str, np.ndarray]":
         import torch
 
         self.captured = OrderedDict()
         with torch.inference_mode():
-            out = self._model(*(torch.from_numpy(feed[n]) for n in self.spec.input_names))
+            out = self._model(*(torch.as_tensor(feed[n], device=self.device)
+                                for n in self.spec.input_names))
         outs = out if isinstance(out, (tuple, list)) else [out]
-        return self.named([o.numpy() for o in outs])
+        return self.named([o.cpu().numpy() for o in outs])

@@ -25,7 +25,8 @@ def read_csv(results: Path) -> list[dict[str, str]]:
 
 def write_synthetic_raw(path: Path, *, medians_ms: dict[str, float], peak: float = 100.0,
                         gflops: float = 2.0, batch: int = 4) -> Path:
-    """A raw file with known numbers: env header, peak, static record, one row per runtime."""
+    """A raw file with known numbers: env header, two peaks (``peak`` before the models, a
+    slower one after), a static record, one row per runtime."""
     import json
 
     from bench.env import environment
@@ -34,7 +35,7 @@ def write_synthetic_raw(path: Path, *, medians_ms: dict[str, float], peak: float
 
     env = {"type": "env", **environment(threads=2, weights="random", with_gpu=False),
            "bench": {"device": "cpu", "batch_sizes": [batch], "runtimes": list(medians_ms)}}
-    lines = [env, PeakRecord("cpu", 2, gflops_per_s=peak).to_json(),
+    lines = [env, PeakRecord("cpu", 2, gflops_per_s=peak, when="before").to_json(),
              StaticRecord("tiny", "random weights (seed 0)", params=1234, gflops=gflops,
                           published_gflops=gflops).to_json()]
     for runtime, ms in medians_ms.items():
@@ -44,6 +45,7 @@ def write_synthetic_raw(path: Path, *, medians_ms: dict[str, float], peak: float
                                    load_s=0.5, peak_rss_mb=100.0, artifact_bytes=2**20).to_json())
     lines.append(LatencyRecord("tiny", "broken", "fp32", "cpu", batch, 2, "random weights (seed 0)",
                                error="RuntimeError: boom").to_json())
+    lines.append(PeakRecord("cpu", 2, gflops_per_s=0.8 * peak, when="after").to_json())
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(x) + "\n" for x in lines))
     return path

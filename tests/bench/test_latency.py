@@ -5,6 +5,7 @@ import csv
 import json
 import random
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -93,7 +94,7 @@ def test_report_tables_from_raw_records(tmp_path):
     assert float(fast["iqr_ms"]) == pytest.approx(1.0)
     assert float(fast["p90_ms"]) == pytest.approx(26.4)
     assert float(fast["mean_ms"]) == pytest.approx(21.8) and fast["n_samples"] == "5"
-    # 2 GFLOPs x batch 4 in 20 ms = 400 GFLOP/s; the synthetic peak is 100.
+    # 2 GFLOPs x batch 4 in 20 ms = 400 GFLOP/s; the faster synthetic peak is 100.
     assert float(fast["gflops_per_s"]) == pytest.approx(400.0)
     assert float(fast["peak_fraction"]) == pytest.approx(4.0)
     assert float(rows["slow"]["peak_fraction"]) == pytest.approx(1.0)
@@ -101,6 +102,7 @@ def test_report_tables_from_raw_records(tmp_path):
     assert rows["broken"]["error"] == "RuntimeError: boom" and rows["broken"]["median_ms"] == ""
     md = paths["md"].read_text()
     assert "| tiny | random weights (seed 0) | 4 | fast | 20 | 400 | 400.0% |" in md
+    assert "best of before the models: 100.0; after the models: 80.0" in md
 
 
 def test_compare_flags_runs_that_disagree(tmp_path):
@@ -110,7 +112,11 @@ def test_compare_flags_runs_that_disagree(tmp_path):
     b = write_synthetic_raw(tmp_path / "b.jsonl", medians_ms={"x": 10.5, "y": 52.0})
     c = write_synthetic_raw(tmp_path / "c.jsonl", medians_ms={"x": 12.0, "y": 50.0})
     assert compare([str(a), str(b)]) == 0  # 5% and 4%
-    assert compare([str(a), str(c)]) == 1  # 20%
+    assert compare([str(a), str(c), "--markdown", str(tmp_path / "ac.md")]) == 1  # 20%
+    md = (tmp_path / "ac.md").read_text()
+    assert "worst difference 20.0% over 2 rows (tolerance 10%): FAIL" in md
+    assert "| tiny | x | 4 | 2 | 10 | 12 | 20.0% | > tolerance |" in md
+    assert compare([str(a), str(tmp_path / "missing.jsonl")]) == 2
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +139,12 @@ def test_run_writes_raw_csv_markdown_and_plot(bench_run):
     lines = [json.loads(x) for x in raw[0].read_text().splitlines()]
     assert lines[0]["type"] == "env" and lines[0]["threads"] == 1 and lines[0]["cpu"]
     assert {x["type"] for x in lines} == {"env", "convert", "peak", "static", "latency"}
+    peaks = [x for x in lines if x["type"] == "peak"]
+    assert [p["when"] for p in peaks] == ["before", "after"] and lines[-1]["type"] == "peak"
+    for p in peaks:  # every library's GEMM measured, the peak is the fastest of them
+        assert {k.split(" n=")[0] for k in p["by_size"]} == {
+            "torch.mm", "numpy.matmul", "onnxruntime.MatMul"}
+        assert p["gflops_per_s"] == max(v["gflops_per_s"] for v in p["by_size"].values()) > 1
     convert = next(x for x in lines if x["type"] == "convert")
     assert convert["converted"] and "random weights" in convert["weights_label"]
     latency = [x for x in lines if x["type"] == "latency"]
@@ -215,3 +227,44 @@ def test_cuda_path_measures_with_events_and_gpu_memory(tmp_path):
     assert peak["gflops_per_s"] > 1000  # any CUDA GPU does over 1 TFLOP/s in fp32
     ort_row = next(r for r in records if r.get("runtime") == "onnxruntime")
     assert ort_row["error"] == "" or "CUDAExecutionProvider" in ort_row["error"]
+
+
+def test_a_failing_conversion_step_drops_only_its_formats(monkeypatch, tmp_path):
+    from bench.latency import artifacts
+    from converters.tf_export import ConversionError
+
+    attempts = []
+
+    def fake_convert(model, weights, root, formats):
+        attempts.append(formats)
+        if set(formats) & set(artifacts.TF_FORMATS):
+            raise ConversionError("onnx2tf failed on m.onnx: onnx_op_name: wa/x/Div")
+        if "keras" in formats:
+            raise ValueError("unsupported op Foo at node /x/Foo")
+
+    monkeypatch.setattr(artifacts, "_convert", fake_convert)
+    made, note = artifacts.convert_what_converts("m", "random", tmp_path, artifacts.ARTIFACT_FORMATS)
+    assert made == ("onnx",) and len(attempts) == 3
+    assert note == ("no tf_savedmodel/tflite_fp32/tflite_fp16: ConversionError: onnx2tf failed on "
+                    "m.onnx: onnx_op_name: wa/x/Div; no keras: ValueError: unsupported op Foo at "
+                    "node /x/Foo")
+    monkeypatch.setattr(artifacts, "_convert", lambda *a: (_ for _ in ()).throw(OSError("disk")))
+    with pytest.raises(OSError):  # the ONNX export itself failed: nothing left to drop
+        artifacts.convert_what_converts("m", "random", tmp_path, ("onnx",))
+
+
+def test_reuse_accepts_only_the_gaps_the_catalog_expects(tmp_path):
+    from bench.latency.artifacts import ARTIFACT_FORMATS, reuse_existing
+    from converters.manifest import ArtifactRecord, Manifest
+
+    for model in ("convnext_tiny", "resnet18"):
+        (tmp_path / model).mkdir()
+        Manifest(model=model, weights={"kind": "random", "spec": "random:0", "label": "random"},
+                 input_spec={}, artifacts=[ArtifactRecord(f, f"{f}.bin", "NCHW", "fp32", None, 1,
+                                                          "0" * 64) for f in ("onnx", "keras")]
+                 ).write(tmp_path / model)
+    job = Job(kind="convert", model="convnext_tiny", formats=ARTIFACT_FORMATS)
+    reused = reuse_existing(job, tmp_path / "convnext_tiny")
+    assert reused and reused.formats == ("onnx", "keras")
+    assert reused.note.startswith("no tf_savedmodel/tflite_fp16/tflite_fp32: onnx2tf 1.28")
+    assert reuse_existing(replace(job, model="resnet18"), tmp_path / "resnet18") is None

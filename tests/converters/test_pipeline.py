@@ -64,6 +64,20 @@ def test_runner_contract(converted, fmt):
     assert not runner.is_active
 
 
+def test_keras_graph_and_eager_calls_agree(converted):
+    """The Keras runner traces one tf.function (any batch); eager calls give the same logits."""
+    folder, manifest = converted
+    spec = runner_spec(folder, manifest.artifact("keras"), threads=1)
+    x = np.random.default_rng(1).standard_normal(input_shape(get_entry(manifest.model), 3),
+                                                 dtype=np.float32)
+    with make_runner(spec) as graph, make_runner(spec, graph=False) as eager:
+        for batch in (1, 3):
+            np.testing.assert_allclose(graph.infer({"input": x[:batch]})["logits"],
+                                       eager.infer({"input": x[:batch]})["logits"],
+                                       atol=1e-5, rtol=0)
+        assert graph._call.experimental_get_tracing_count() == 1  # one trace for both batches
+
+
 def test_tensor_maps_are_recorded(converted):
     """TF/TFLite and Keras tensor maps: every ONNX Conv output has a home and a layout."""
     import onnx
