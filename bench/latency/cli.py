@@ -31,7 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-sizes", default="1", help="comma-separated, e.g. 1,8,32 (default 1)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                    help="intra-op threads for every runtime (default: all cores)")
-    p.add_argument("--min-time", type=float, default=2.0, help="timed seconds per row (min)")
+    p.add_argument("--min-time", type=float, default=2.0,
+                   help="timed seconds per row and process (min)")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="fresh processes per row, run in interleaved passes; their samples "
+                        "are pooled (default 3)")
     p.add_argument("--min-runs", type=int, default=10, help="timed calls per row (min)")
     p.add_argument("--warmup", type=int, default=3, help="warm-up calls (at least)")
     p.add_argument("--warmup-time", type=float, default=0.5, help="warm-up seconds (at least)")
@@ -73,8 +77,8 @@ def parse_options(args: argparse.Namespace):
     except ValueError:
         raise ValueError(f"--batch-sizes takes integers like 1,8,32, not {args.batch_sizes!r}"
                          ) from None
-    if not batches or min(batches) < 1 or args.threads < 1:
-        raise ValueError("batch sizes and --threads must be positive")
+    if not batches or min(batches) < 1 or args.threads < 1 or args.repeats < 1:
+        raise ValueError("batch sizes, --threads and --repeats must be positive")
     return BenchOptions(
         device=args.device, models=tuple(models), runtimes=tuple(runtimes), batch_sizes=batches,
         threads=args.threads, min_time=args.min_time, min_runs=args.min_runs,
@@ -82,7 +86,7 @@ def parse_options(args: argparse.Namespace):
         weights=args.weights,
         artifacts_root=args.artifacts, results_dir=args.results, name=args.name,
         job_timeout=args.job_timeout, reconvert=args.reconvert,
-        check_overhead=args.check_overhead)
+        check_overhead=args.check_overhead, repeats=args.repeats)
 
 
 def cuda_problem() -> str:
@@ -116,7 +120,7 @@ def header(opts: Any, argv: list[str]) -> dict[str, Any]:
         "batch_sizes": list(opts.batch_sizes), "command": ["python", "-m", "bench", *argv],
         "timing": {"min_time_s": opts.min_time, "min_runs": opts.min_runs,
                    "warmup_runs": opts.warmup_runs, "warmup_time_s": opts.warmup_time,
-                   "max_time_s": opts.max_time}}
+                   "max_time_s": opts.max_time, "repeats": opts.repeats}}
     return env
 
 

@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.latency.report import load_raw
+from bench.latency.report import load_raw, table_rows
 
 Key = tuple[str, str, str, int, int]
 
@@ -28,8 +28,9 @@ class MedianPair:
 
 
 def medians(path: Path) -> dict[Key, float]:
-    return {(r.model, r.runtime, r.device, r.batch_size, r.threads): r.measurement["median_ms"]
-            for r in load_raw(path).latency if r.measurement and not r.error}
+    """The reported (pooled) median of every row that has one."""
+    return {(r["model"], r["runtime"], r["device"], r["batch_size"], r["threads"]): r["median_ms"]
+            for r in table_rows(load_raw(path)) if r["median_ms"] is not None}
 
 
 def compare_runs(a: Path, b: Path) -> list[MedianPair]:

@@ -46,7 +46,10 @@ def _setup(run: "RawRun") -> str:
     bench = run.env.get("bench", {})
     return (f"- device: {bench.get('device')}; batch sizes: {bench.get('batch_sizes')}; "
             f"runtimes: {', '.join(bench.get('runtimes', []))}\n"
-            f"- timing: {bench.get('timing')}; each (model, runtime) in a fresh process\n"
+            f"- timing: {bench.get('timing')}; each (model, runtime) in "
+            f"{(bench.get('timing') or {}).get('repeats', 1)} fresh process(es), run in "
+            "interleaved passes, samples pooled; `spread` = (max - min) / min of the "
+            "processes' own medians\n"
             f"- measured peak: {_peak_text(run)}\n"
             "- `gflops` is counted per image at batch 1 (torch.utils.flop_counter, "
             "multiply-add = 2); `gflops_per_s` = gflops x batch / median; `peak_fraction` = gflops_per_s / peak\n"
@@ -82,15 +85,16 @@ def _latency(rows: list[dict[str, Any]]) -> str:
 
     return md_table(
         ("model", "runtime", "precision", "batch", "median ms", "IQR ms", "p90 ms", "p99 ms",
-         "mean ms", "n", "load s", "RSS MB", "GFLOP/s", "of peak", "error"),
+         "mean ms", "n", "procs", "spread", "load s", "RSS MB", "GFLOP/s", "of peak", "error"),
         ((r["model"], r["runtime"], r["precision"], r["batch_size"],
           f"{r['median_ms']:.3g}{flag(r)}" if r["median_ms"] is not None else "", r["iqr_ms"],
-          r["p90_ms"], r["p99_ms"], r["mean_ms"], r["n_samples"], r["load_s"], r["peak_rss_mb"],
+          r["p90_ms"], r["p99_ms"], r["mean_ms"], r["n_samples"], r["n_processes"],
+          _pct(r["process_spread"]), r["load_s"], r["peak_rss_mb"],
           r["gflops_per_s"], _pct(r["peak_fraction"]), r["error"]) for r in rows))
 
 
 def _overhead(run: "RawRun") -> str:
-    rows = [(r.model, r.runtime, r.batch_size, r.overhead["bare_mean_ms"],
+    rows = [(r.model, r.runtime, r.batch_size, r.repeat + 1, r.overhead["bare_mean_ms"],
              r.overhead["harness_mean_ms"], _pct(r.overhead["overhead_rel"]),
              f"{r.overhead['empty_call_ns']:.0f}", f"{100 * r.overhead['empty_call_rel']:.4f}%")
             for r in run.latency if r.overhead]
@@ -100,7 +104,8 @@ def _overhead(run: "RawRun") -> str:
             "Interleaved rounds of the harness and of a bare perf_counter loop over the same "
             "`run_prepared` call (median over rounds of the per-round mean ratio), and the "
             "harness's own cost per sample (timing an empty call) relative to the call.\n\n"
-            + md_table(("model", "runtime", "batch", "bare ms", "harness ms", "harness - bare",
+            + md_table(("model", "runtime", "batch", "process", "bare ms", "harness ms",
+                        "harness - bare",
                         "empty call ns", "empty / call"), rows))
 
 

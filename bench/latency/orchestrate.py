@@ -41,6 +41,7 @@ class BenchOptions:
     convert_timeout: float = 1800.0
     reconvert: bool = False
     check_overhead: bool = False
+    repeats: int = 3  # fresh processes per row, interleaved; their samples are pooled
 
     def job(self, kind: str, **overrides: Any) -> Job:
         """A worker job carrying this run's settings; ``overrides`` win."""
@@ -121,18 +122,21 @@ def prepare_model(opts: BenchOptions, model: str) -> ConvertRecord:
         return ConvertRecord(model, folder=str(folder), error=f"conversion: {exc}")
 
 
-def measure_model(opts: BenchOptions, conv: ConvertRecord, runtime: str) -> list[LatencyRecord]:
+def measure_model(opts: BenchOptions, conv: ConvertRecord, runtime: str, repeat: int = 0
+                  ) -> list[LatencyRecord]:
     from bench.latency.runtimes import get_runtime
 
     rt = get_runtime(runtime)
     job = opts.job("latency", model=conv.model, runtime=runtime, weights=conv.weights,
                    weights_label=conv.weights_label, note=conv.note or conv.error)
     if not conv.weights:  # weights could not even be resolved
-        return _latency_errors(job, rt.precision, conv.error)
-    try:
-        return [LatencyRecord.from_json(r) for r in run_worker(job, opts.job_timeout)]
-    except WorkerError as exc:
-        return _latency_errors(job, rt.precision, str(exc))
+        records = _latency_errors(job, rt.precision, conv.error)
+    else:
+        try:
+            records = [LatencyRecord.from_json(r) for r in run_worker(job, opts.job_timeout)]
+        except WorkerError as exc:
+            records = _latency_errors(job, rt.precision, str(exc))
+    return [replace(r, repeat=repeat) for r in records]
 
 
 def _latency_errors(job: Job, precision: str, error: str) -> list[LatencyRecord]:
@@ -171,8 +175,13 @@ def _job(progress: Progress, description: str, fn: Callable[[], Any]) -> Any:
 
 def run_bench(opts: BenchOptions, header: dict[str, Any], raw_path: Path,
               progress: Progress, on_record: Callable[[Any], None] = lambda r: None) -> Path:
-    """Conversions, the GEMM peak, static figures, one worker per (model, runtime), and the
-    GEMM peak again: a peak taken while the machine was briefly busy would flatter every row."""
+    """Conversions, the GEMM peak, static figures, ``repeats`` passes of one worker per
+    (model, runtime), and the GEMM peak again.
+
+    Passes are interleaved (every row once, then every row again) rather than repeated
+    back to back, so a slow minute on a shared machine, or one process's unlucky memory
+    layout, touches one of a row's processes and not all of them (pyperf's reasoning).
+    A peak taken while the machine was briefly busy would flatter every row: hence two."""
     raw_path.parent.mkdir(parents=True, exist_ok=True)
     with raw_path.open("w") as fh:
         def emit(record: Any) -> None:
@@ -182,7 +191,7 @@ def run_bench(opts: BenchOptions, header: dict[str, Any], raw_path: Path,
 
         fh.write(json.dumps({"type": "env", **header}, default=str) + "\n")
         n = len(opts.models)
-        progress.start(2 * n + 2 + n * len(opts.runtimes))
+        progress.start(2 * n + 2 + opts.repeats * n * len(opts.runtimes))
         converts = []
         for model in opts.models:
             converts.append(_job(progress, f"{model}: artifacts",
@@ -192,10 +201,12 @@ def run_bench(opts: BenchOptions, header: dict[str, Any], raw_path: Path,
         emit(_job(progress, peak_step, lambda: measure_peak(opts, "before")))
         for conv in converts:
             emit(_job(progress, f"{conv.model}: params, FLOPs", lambda: measure_static(opts, conv)))
-        for conv in converts:
-            for runtime in opts.runtimes:
-                for record in _job(progress, f"{conv.model} / {runtime}",
-                                   lambda: measure_model(opts, conv, runtime)):
-                    emit(record)
+        for repeat in range(opts.repeats):
+            tag = f" ({repeat + 1}/{opts.repeats})" if opts.repeats > 1 else ""
+            for conv in converts:
+                for runtime in opts.runtimes:
+                    for record in _job(progress, f"{conv.model} / {runtime}{tag}",
+                                       lambda: measure_model(opts, conv, runtime, repeat)):
+                        emit(record)
         emit(_job(progress, f"{peak_step}, again", lambda: measure_peak(opts, "after")))
     return raw_path

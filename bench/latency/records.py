@@ -107,6 +107,7 @@ class LatencyRecord(_JsonRecord):
     artifact_bytes: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
     overhead: dict[str, Any] | None = None
+    repeat: int = 0  # which of the run's fresh processes for this row (0-based)
     error: str = ""
 
 

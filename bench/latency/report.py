@@ -22,7 +22,7 @@ COLUMNS = ("model", "weights", "runtime", "precision", "device", "batch_size", "
            "median_ms", "iqr_ms", "p90_ms", "p99_ms", "mean_ms", "n_samples", "load_s",
            "peak_rss_mb", "params", "gflops", "gflops_per_s", "peak_fraction", "error")
 # After the issue's columns: the IQR flag, GPU memory and the artifact file size.
-EXTRA_COLUMNS = ("unstable", "peak_gpu_mb", "artifact_mb")
+EXTRA_COLUMNS = ("unstable", "peak_gpu_mb", "artifact_mb", "n_processes", "process_spread")
 
 
 @dataclass
@@ -69,28 +69,73 @@ def _round(x: float | None, digits: int = 4) -> float | None:
     return float(f"{x:.{digits}g}")
 
 
-def table_row(run: RawRun, r: LatencyRecord) -> dict[str, Any]:
-    """One CSV row: the measurement's statistics plus static figures and rates derived from it."""
+RowKey = tuple[str, str, str, str, int, int]
+
+
+def row_key(r: LatencyRecord) -> RowKey:
+    return (r.model, r.runtime, r.precision, r.device, r.batch_size, r.threads)
+
+
+def pooled(records: list[LatencyRecord]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Statistics over the samples of every process that measured one row, and how far
+    the processes' own medians spread: ``(max - min) / min``."""
+    from bench.latency.timing import Measurement
+
+    ok = [r.measurement for r in records if r.measurement]
+    if not ok:
+        return {}, {}
+    both = Measurement(tuple(t for m in ok for t in m["raw_times"]), ok[0].get("clock",
+                                                                           "perf_counter"))
+    medians = [m["median_ms"] for m in ok]
+    spread = (max(medians) - min(medians)) / min(medians) if len(ok) > 1 else None
+    return both.summary_ms(), {"n_processes": len(ok), "process_spread": spread}
+
+
+def _error_text(records: list[LatencyRecord]) -> str:
+    failed = [r for r in records if r.error]
+    if not failed:
+        return ""
+    if len(failed) == len(records):
+        return failed[0].error
+    return f"{len(failed)} of {len(records)} processes failed: {failed[0].error}"
+
+
+def table_row(run: RawRun, records: list[LatencyRecord]) -> dict[str, Any]:
+    """One CSV row: the pooled statistics of the processes that measured it, plus static
+    figures and rates derived from them."""
+    r = records[0]
     static = run.static.get(r.model)
-    m = r.measurement or {}
+    m, procs = pooled(records)
     gflops = static.gflops if static and not static.error else None
     rate = gflops * r.batch_size / (m["median_ms"] / 1e3) if gflops and m else None
     peak = run.peak.gflops_per_s if run.peak and run.peak.gflops_per_s else None
+    loads = sorted(x.load_s for x in records if x.load_s is not None)
+    rss = [x.peak_rss_mb for x in records if x.peak_rss_mb is not None]
+    gpu = [x.peak_gpu_mb for x in records if x.peak_gpu_mb is not None]
     row = {"model": r.model, "weights": r.weights, "runtime": r.runtime,
            "precision": r.precision, "device": r.device, "batch_size": r.batch_size,
            "threads": r.threads,
            **{k: _round(m.get(k)) for k in ("median_ms", "iqr_ms", "p90_ms", "p99_ms", "mean_ms")},
-           "n_samples": m.get("n_samples"), "load_s": _round(r.load_s),
-           "peak_rss_mb": _round(r.peak_rss_mb), "params": static.params if static else None,
+           "n_samples": m.get("n_samples"),
+           "load_s": _round(loads[len(loads) // 2]) if loads else None,  # median process
+           "peak_rss_mb": _round(max(rss)) if rss else None,
+           "params": static.params if static else None,
            "gflops": _round(gflops), "gflops_per_s": _round(rate),
-           "peak_fraction": _round(rate / peak) if rate and peak else None, "error": r.error,
-           "unstable": m.get("unstable"), "peak_gpu_mb": _round(r.peak_gpu_mb),
-           "artifact_mb": _round(r.artifact_bytes / MB) if r.artifact_bytes else None}
+           "peak_fraction": _round(rate / peak) if rate and peak else None,
+           "error": _error_text(records),
+           "unstable": m.get("unstable"), "peak_gpu_mb": _round(max(gpu)) if gpu else None,
+           "artifact_mb": _round(r.artifact_bytes / MB) if r.artifact_bytes else None,
+           "n_processes": procs.get("n_processes", 0),
+           "process_spread": _round(procs.get("process_spread"))}
     return row
 
 
 def table_rows(run: RawRun) -> list[dict[str, Any]]:
-    return [table_row(run, r) for r in run.latency]
+    """One row per (model, runtime, precision, device, batch, threads), repeats pooled."""
+    groups: dict[RowKey, list[LatencyRecord]] = {}
+    for r in run.latency:
+        groups.setdefault(row_key(r), []).append(r)
+    return [table_row(run, records) for records in groups.values()]
 
 
 def fastest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -8,7 +8,8 @@ from pathlib import Path
 from tests.conftest import run_cli
 
 # Short timing so a run is seconds, one thread so two CI cores are not oversubscribed.
-FAST_ARGS = ("--threads", "1", "--min-time", "0.05", "--min-runs", "3", "--warmup", "1",
+FAST_ARGS = ("--threads", "1", "--repeats", "1", "--min-time", "0.05", "--min-runs", "3",
+             "--warmup", "1",
              "--warmup-time", "0")
 
 

@@ -105,6 +105,25 @@ def test_report_tables_from_raw_records(tmp_path):
     assert "best of before the models: 100.0; after the models: 80.0" in md
 
 
+def test_rows_pool_the_samples_of_their_processes():
+    from bench.latency.records import LatencyRecord
+    from bench.latency.report import RawRun, table_rows
+    from bench.latency.timing import Measurement
+
+    def record(times_ms, repeat, error=""):
+        m = Measurement(tuple(t / 1e3 for t in times_ms)).to_json() if times_ms else None
+        return LatencyRecord("tiny", "x", "fp32", "cpu", 1, 2, "random", measurement=m,
+                             load_s=float(repeat + 1), repeat=repeat, error=error)
+
+    run = RawRun(env={}, latency=[record([10, 11, 12], 0), record([13, 14, 15, 16], 1),
+                                  record([], 2, error="RuntimeError: boom")])
+    (row,) = table_rows(run)
+    assert row["median_ms"] == pytest.approx(13.0) and row["n_samples"] == 7  # 10..16 pooled
+    assert row["n_processes"] == 2 and row["process_spread"] == pytest.approx((14.5 - 11) / 11, rel=1e-3)
+    assert row["load_s"] == 2.0  # the median process
+    assert row["error"] == "1 of 3 processes failed: RuntimeError: boom"
+
+
 def test_compare_flags_runs_that_disagree(tmp_path):
     from bench.latency.compare import main as compare
 
@@ -125,7 +144,7 @@ def bench_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
     proc = run_bench_cli("--models", MODEL, "--runtimes", "pytorch", "onnxruntime",
                          "tflite_fp32", "--batch-sizes", "1,2", "--weights", "random",
-                         *FAST_ARGS, "--artifacts", str(root / "artifacts"),
+                         *FAST_ARGS, "--repeats", "2", "--artifacts", str(root / "artifacts"),
                          "--results", str(root / "results"), "--name", "test")
     assert proc.returncode == 0, proc.stderr[-2000:]
     return root, proc
@@ -150,6 +169,8 @@ def test_run_writes_raw_csv_markdown_and_plot(bench_run):
     latency = [x for x in lines if x["type"] == "latency"]
     assert all(len(x["measurement"]["raw_times"]) == x["measurement"]["n_samples"] >= 3
                for x in latency)
+    # two interleaved passes: every (runtime, batch) once per pass, the second after the first
+    assert [x["repeat"] for x in latency] == [0] * 6 + [1] * 6
     csv_path = raw[0].parent.parent / f"{raw[0].stem}.csv"
     with csv_path.open() as fh:
         assert next(csv.reader(fh)) == [*COLUMNS, *EXTRA_COLUMNS]
@@ -167,6 +188,7 @@ def test_rows_carry_real_numbers(bench_run):
     meta = published_meta(get_entry(MODEL))
     for r in rows:
         assert r["error"] == "" and r["weights"].startswith("random weights")
+        assert r["n_processes"] == "2" and float(r["process_spread"]) >= 0
         assert int(r["params"]) == meta.num_params
         assert float(r["gflops"]) == pytest.approx(meta.gflops * 2, rel=0.02)
         median, batch = float(r["median_ms"]), int(r["batch_size"])
