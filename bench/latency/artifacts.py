@@ -69,13 +69,12 @@ def reuse_existing(job: Job, folder: Path) -> ConvertRecord | None:
 
 
 def ensure_artifacts(job: Job) -> ConvertRecord:
-    """Convert ``job.model`` into ``job.artifacts_root``. A step that fails drops only its own
-    formats (onnx2tf: SavedModel and TFLite; the builder: Keras), so the rest is benchmarked
-    and the dropped rows carry the reason."""
+    """Convert ``job.model`` into ``job.artifacts_root`` (the caller, ``prepare_model``, has
+    already found nothing to reuse). A step that fails drops only its own formats (onnx2tf:
+    SavedModel and TFLite; the builder: Keras), so the rest is benchmarked and the dropped
+    rows carry the reason."""
     t0 = time.perf_counter()
     folder = Path(job.artifacts_root).resolve() / job.model
-    if existing := reuse_existing(job, folder):
-        return existing
     record = ConvertRecord(model=job.model, folder=str(folder))
     try:
         record.weights, record.weights_label = resolve_weights(job.model, job.weights)

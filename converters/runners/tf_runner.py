@@ -73,8 +73,7 @@ class KerasRunner(BaseRunner):
 
         # Batch dimension left open: one trace serves every batch size.
         signature = [tf.TensorSpec([None, *t.shape[1:]], t.dtype) for t in model.inputs]
-        eager = KerasRunner._eager(model)
-        return tf.function(lambda *inputs: eager(*inputs), input_signature=signature)
+        return tf.function(KerasRunner._eager(model), input_signature=signature)
 
     def deactivate_impl(self) -> None:
         self.model = self._call = None
