@@ -1,4 +1,12 @@
-# modelzoo: `make convert MODEL=squeezenet1_0` and `make test` are all a fresh clone needs.
+# modelzoo: `make convert MODEL=squeezenet1_0 WEIGHTS=random` and `make test` are all a fresh
+# clone needs (offline, only mobilenet_v2 has real weights: `make convert` alone runs its demo).
+#
+# User variables reach commands only through the environment ("$$MODEL" in a recipe), never
+# pasted into the recipe text: a value with `;`, quotes or spaces stays one argument and
+# cannot run as shell code. List variables (BENCH_ARGS, PYTEST_ARGS, TRANSFER_*) are split
+# on spaces and nothing else (set -f: no globbing).
+# Exit codes: make prints the command's own code ("Error 1", "Error 3") and exits 2 itself
+# on any failure; gate on the command (.venv/bin/python -m ...), not on make (README).
 PYTHON_BIN ?= python3.11
 VENV       := .venv
 PY         := $(VENV)/bin/python
@@ -13,6 +21,8 @@ TRANSFER_MODELS   ?= mobilenet_v2
 TRANSFER_DATASETS ?= cifar10 cats-vs-dogs fashion-mnist
 PROTOCOL   ?= linear
 BENCH_ARGS ?=
+
+export MODEL WEIGHTS OUT PYTEST_ARGS TRANSFER_MODELS TRANSFER_DATASETS PROTOCOL BENCH_ARGS
 
 .PHONY: install convert parity parity-catalog demo keras-seed fashion-mnist transfer bench test \
         test-slow zoo-list clean
@@ -30,17 +40,17 @@ $(STAMP): pyproject.toml
 
 convert: $(STAMP)
 ifeq ($(strip $(MODEL)),)
-	$(PY) -m converters demo --out $(OUT)
+	$(PY) -m converters demo --out "$$OUT"
 else
-	$(PY) -m converters convert $(MODEL) --weights $(WEIGHTS) --out $(OUT)
+	$(PY) -m converters convert "$$MODEL" --weights "$$WEIGHTS" --out "$$OUT"
 endif
 
 parity: $(STAMP)
-	$(PY) -m converters parity $(or $(MODEL),squeezenet1_0) --weights $(WEIGHTS) --out $(OUT)
+	$(PY) -m converters parity "$${MODEL:-squeezenet1_0}" --weights "$$WEIGHTS" --out "$$OUT"
 
 # Every catalog model (ImageNet weights where available offline, else random) -> results/
 parity-catalog: $(STAMP)
-	$(PY) -m converters parity-catalog --out $(OUT)
+	$(PY) -m converters parity-catalog --out "$$OUT"
 
 # Full Fashion-MNIST (official IDX files, Debian package) for offline transfer runs.
 fashion-mnist:
@@ -48,29 +58,30 @@ fashion-mnist:
 	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y dataset-fashion-mnist; }
 
 transfer: $(STAMP) fashion-mnist
-	$(PY) -m bench transfer --models $(TRANSFER_MODELS) --datasets $(TRANSFER_DATASETS) --protocol $(PROTOCOL)
+	set -f; $(PY) -m bench transfer --models $$TRANSFER_MODELS --datasets $$TRANSFER_DATASETS \
+	  --protocol "$$PROTOCOL"
 
 # Latency, size and compute of every catalog model in every CPU runtime (batch 1, all cores);
 # writes results/latency-cpu-<N>t-<cpu>.{csv,md,png} and results/raw/*.jsonl.
 bench: $(STAMP)
-	$(PY) -m bench --device cpu $(BENCH_ARGS)
+	set -f; $(PY) -m bench --device cpu $$BENCH_ARGS
 
 # Keras freeze/head/fit workflow on converted mobilenet_v2 vs PyTorch -> results/keras-seed.*
 keras-seed: $(STAMP)
 	$(PY) -m bench.keras_seed
 
 demo: $(STAMP)
-	$(PY) -m converters demo --out $(OUT)
+	$(PY) -m converters demo --out "$$OUT"
 
 zoo-list: $(STAMP)
 	$(PY) -m zoo list
 
 # Fast default suite (what CI runs); `make test-slow` adds full-size conversions.
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	set -f; $(PY) -m pytest -m "not slow" $$PYTEST_ARGS
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+	set -f; $(PY) -m pytest -m slow $$PYTEST_ARGS
 
 clean:
-	rm -rf $(OUT) .pytest_cache
+	rm -rf -- "$$OUT" .pytest_cache

@@ -194,4 +194,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from converters.errors import reporting_user_errors
+    from zoo.exits import run_command
+
+    sys.exit(run_command("python -m bench.keras_seed", lambda: reporting_user_errors(main)))

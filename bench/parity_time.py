@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from converters.env import environment, markdown_header
+    from zoo.exits import ExitCode
     from converters.pipeline import ConvertOptions, convert_model
 
     manifest = convert_model(args.model, ConvertOptions(weights=args.weights,
@@ -67,8 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines[1:]))
     print(f"wrote {path}")
-    return 0
+    return 0 if all(r["passed"] for r in runs) else ExitCode.CHECKS_FAILED
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from converters.errors import reporting_user_errors
+    from zoo.exits import run_command
+
+    sys.exit(run_command("python -m bench.parity_time", lambda: reporting_user_errors(main)))

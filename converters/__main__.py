@@ -12,8 +12,10 @@ import os
 import sys
 from pathlib import Path
 
-EXIT_ERROR = 2
-EXIT_DISAGREE = 1
+from zoo.exits import ExitCode, run_command
+
+EXIT_ERROR = ExitCode.BAD_INPUT
+EXIT_DISAGREE = ExitCode.CHECKS_FAILED
 
 
 def _print_agreement(manifest) -> None:
@@ -72,12 +74,18 @@ def _parity_of(folder: Path) -> int:
 
 
 def _parity(args: argparse.Namespace) -> int:
-    from converters.pipeline import ConvertOptions, convert_model, is_complete
+    from converters.manifest import act_on_damage
+    from converters.pipeline import ConvertOptions, check_existing, convert_model
     from zoo.build import build_model
 
     folder = Path(args.out) / args.model
     _, source = build_model(args.model, weights=args.weights)  # resolves, fails early
-    if not is_complete(folder, source.spec):
+    existing = check_existing(folder, source.spec)
+    # A damaged artifact is never compared: its NaNs would read as a converter bug.
+    act_on_damage(existing.damage, args.on_damaged, log=lambda s: print(s, file=sys.stderr),
+                  remedy=f"rerun with --on-damaged reconvert, or `python -m converters convert "
+                         f"{args.model} --weights {args.weights} --out {args.out}`")
+    if not existing.reusable:
         convert_model(args.model, ConvertOptions(weights=args.weights, out_root=Path(args.out)))
     return _parity_of(folder)
 
@@ -112,10 +120,22 @@ def _parity_catalog(args: argparse.Namespace) -> int:
     paths = write_tables(rows, Path(args.results),
                          environment(weights=f"{args.weights} (per row)", with_gpu=False))
     print("wrote " + ", ".join(str(p) for p in paths))
-    return 0 if all(r["result"] == "pass" for r in rows) else EXIT_DISAGREE
+    return catalog_status([r["result"] for r in rows])
+
+
+def catalog_status(results: list[str]) -> ExitCode:
+    """1 when any pair fails its checks (it wins: a wrong number matters most), 3 when some
+    model could not be checked at all, else 0."""
+    if any(r == "FAIL" for r in results):
+        return ExitCode.CHECKS_FAILED
+    if not results or any(r != "pass" for r in results):
+        return ExitCode.PARTIAL
+    return ExitCode.OK
 
 
 def main(argv: list[str] | None = None) -> int:
+    from converters.manifest import ON_DAMAGED
+
     parser = argparse.ArgumentParser(prog="python -m converters", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     conv = sub.add_parser("convert", help="PyTorch -> ONNX -> SavedModel/TFLite/Keras")
@@ -130,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     par.add_argument("model")
     par.add_argument("--weights", default="imagenet")
     par.add_argument("--out", default="artifacts")
+    par.add_argument("--on-damaged", choices=ON_DAMAGED, default="reconvert",
+                     help="artifacts that differ from their manifest (sha256, size, missing): "
+                          "convert again (default), or exit 2 naming them")
     cat = sub.add_parser("parity-catalog", help="parity for every catalog model -> results/")
     cat.add_argument("--models", default="", help="comma-separated (default: the whole catalog)")
     cat.add_argument("--weights", default="auto",
@@ -143,14 +166,20 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--out", default="artifacts")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from converters.errors import USER_ERRORS
+    from converters.errors import reporting_user_errors
 
-    try:
-        return {"convert": _convert, "parity": _parity, "demo": _demo,
-                "parity-catalog": _parity_catalog}[args.cmd](args)
-    except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    return run_command("python -m converters",
+                       lambda: reporting_user_errors(lambda: _dispatch(args)))
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from zoo.exits import require_writable_dir
+
+    require_writable_dir(Path(args.out), "--out")
+    if args.cmd == "parity-catalog":
+        require_writable_dir(Path(args.results), "--results")
+    return {"convert": _convert, "parity": _parity, "demo": _demo,
+            "parity-catalog": _parity_catalog}[args.cmd](args)
 
 
 if __name__ == "__main__":

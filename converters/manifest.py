@@ -9,14 +9,15 @@ import os
 import platform
 import shutil
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Literal, Protocol
 
 from converters.env import library_versions
-from pathlib import Path
-from typing import Any, Iterator
 
 MANIFEST = "manifest.json"
 VERSIONED = ("torch", "torchvision", "onnx", "onnxruntime", "onnx2tf", "tensorflow", "keras",
              "ai-edge-litert", "numpy")
+ON_DAMAGED = ("reconvert", "refuse")  # what a command does with a damaged artifact folder
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,26 @@ class ArtifactRecord:
     input_permutation: list[int] | None  # canonical NCHW -> this artifact's layout
     size_bytes: int
     sha256: str
+    # st_mtime_ns of the file (of the newest file, for a folder) when it was recorded; None
+    # in manifests written before it existed, which then always take the full sha256 check
+    mtime_ns: int | None = None
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """A file beside the artifacts that a check needs (parity's tensor maps)."""
+
+    path: str  # relative to the manifest's folder
+    size_bytes: int
+    sha256: str
+    mtime_ns: int | None = None
+
+
+class _Recorded(Protocol):
+    path: str
+    size_bytes: int
+    sha256: str
+    mtime_ns: int | None
 
 
 @dataclass
@@ -41,6 +62,7 @@ class Manifest:
     versions: dict[str, str] = field(default_factory=dict)
     created: str = ""
     host: dict[str, str] = field(default_factory=dict)
+    side_files: list[FileRecord] = field(default_factory=list)
 
     def artifact(self, fmt: str) -> ArtifactRecord:
         for a in self.artifacts:
@@ -55,6 +77,7 @@ class Manifest:
     def from_json(cls, data: dict[str, Any]) -> "Manifest":
         data = dict(data)
         data["artifacts"] = [ArtifactRecord(**a) for a in data.get("artifacts", [])]
+        data["side_files"] = [FileRecord(**f) for f in data.get("side_files", [])]
         return cls(**data)
 
     def write(self, folder: Path) -> Path:
@@ -74,7 +97,6 @@ def load_manifest(folder: Path) -> Manifest:
         raise ValueError(f"{path} is corrupt ({exc}); convert the model again") from None
 
 
-
 def file_digest(path: Path) -> tuple[int, str]:
     """(size, sha256) of a file, or of a folder's files in sorted order."""
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
@@ -87,6 +109,93 @@ def file_digest(path: Path) -> tuple[int, str]:
                 h.update(chunk)
         size += f.stat().st_size
     return size, h.hexdigest()
+
+
+def file_stat(path: Path) -> tuple[int, int]:
+    """(size, mtime_ns) of a file, or of a folder: its files' total size and the newest mtime."""
+    files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+    stats = [f.stat() for f in files]
+    return sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0)
+
+
+def file_record(folder: Path, path: Path) -> FileRecord:
+    """Size, sha256 and mtime of ``path`` (a file or folder inside ``folder``)."""
+    size, digest = file_digest(path)
+    _, mtime = file_stat(path)
+    return FileRecord(str(path.relative_to(folder)), size, digest, mtime)
+
+
+@dataclass(frozen=True)
+class Damage:
+    """One artifact (or side file) that does not match what its manifest recorded."""
+
+    format: str  # the artifact's format, or "side file"
+    path: Path  # folder / recorded path, as the caller named the folder
+    kind: Literal["missing", "size differs", "sha256 differs"]
+    detail: str = ""
+
+    def __str__(self) -> str:
+        if self.kind == "missing":
+            return f"{self.path} is missing{f' ({self.detail})' if self.detail else ''}"
+        detail = f": {self.detail}" if self.detail else ""
+        return f"{self.path} is damaged ({self.kind} from manifest{detail})"
+
+
+class DamagedArtifactsError(ValueError):
+    """Artifacts that differ from their manifest, refused (``--on-damaged refuse``): exit 2."""
+
+    def __init__(self, damage: list[Damage], remedy: str) -> None:
+        self.damage = damage
+        super().__init__("; ".join(map(str, damage)) + f"; refused (--on-damaged refuse): {remedy}")
+
+
+def verify_artifacts(folder: Path, manifest: Manifest, *, formats: Iterable[str] | None = None,
+                     required: Iterable[str] = (), full: bool = False) -> list[Damage]:
+    """What in ``folder`` no longer matches ``manifest`` (empty: everything does).
+
+    Checks the artifacts of ``formats`` (default: all), the recorded side files, and that
+    each path in ``required`` exists. Fast path: a file whose size and mtime both equal the
+    recorded ones is trusted without reading it; any other file (touched, copied without
+    its times, or from a manifest that predates mtimes) gets its sha256 computed and
+    compared. A rewrite that restores size and mtime passes the fast path: ``full=True``
+    hashes every file.
+    """
+    wanted = None if formats is None else set(formats)
+    damage = [d for a in manifest.artifacts if wanted is None or a.format in wanted
+              if (d := _check_one(folder, a.format, a, full))]
+    damage += [d for f in manifest.side_files if (d := _check_one(folder, "side file", f, full))]
+    recorded = {f.path for f in manifest.side_files}
+    damage += [Damage("side file", folder / p, "missing", "parity needs it")
+               for p in required if p not in recorded and not (folder / p).exists()]
+    return damage
+
+
+def _check_one(folder: Path, fmt: str, rec: _Recorded, full: bool) -> Damage | None:
+    path = folder / rec.path
+    if not path.exists():
+        return Damage(fmt, path, "missing", f"listed in {MANIFEST}")
+    size, mtime = file_stat(path)
+    if size != rec.size_bytes:
+        return Damage(fmt, path, "size differs", f"{size} bytes, manifest says {rec.size_bytes}")
+    if not full and rec.mtime_ns is not None and mtime == rec.mtime_ns:
+        return None
+    if file_digest(path)[1] != rec.sha256:
+        return Damage(fmt, path, "sha256 differs")
+    return None
+
+
+def act_on_damage(damage: list[Damage], on_damaged: str, *, remedy: str,
+                  log: Callable[[str], None]) -> None:
+    """``refuse``: raise DamagedArtifactsError; ``reconvert``: log one line per damaged file
+    (the caller then converts again)."""
+    if not damage:
+        return
+    if on_damaged == "refuse":
+        raise DamagedArtifactsError(damage, remedy)
+    if on_damaged != "reconvert":
+        raise ValueError(f"on_damaged must be one of {', '.join(ON_DAMAGED)}, not {on_damaged!r}")
+    for d in damage:
+        log(f"{d}: reconverting")
 
 
 def write_json_atomic(path: Path, data: Any) -> Path:
@@ -104,6 +213,7 @@ def staged_folder(final: Path) -> Iterator[Path]:
     staging folder is hidden (``.name.partial-PID``) and removed on error.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_stages(final)
     stage = final.parent / f".{final.name}.partial-{os.getpid()}"
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir()
@@ -117,3 +227,30 @@ def staged_folder(final: Path) -> Iterator[Path]:
         os.replace(final, old)
     os.replace(stage, final)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def remove_stale_stages(final: Path) -> list[Path]:
+    """Remove ``.<name>.partial-PID`` / ``.<name>.old-PID`` folders whose process is gone.
+
+    A run killed with SIGKILL (or a machine that lost power) cannot clean up after
+    itself; the next run for the same folder does. A live PID's stage is left alone:
+    another conversion may be writing it right now.
+    """
+    removed = []
+    for kind in ("partial", "old"):
+        for stage in final.parent.glob(f".{final.name}.{kind}-*"):
+            pid = stage.name.rpartition("-")[2]
+            if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+                shutil.rmtree(stage, ignore_errors=True)
+                removed.append(stage)
+    return removed

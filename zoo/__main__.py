@@ -9,6 +9,7 @@ def _list(pattern: str) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from zoo.exits import ExitCode
     from zoo.meta import published_meta
     from zoo.registry import get_entry, list_models
 
@@ -17,7 +18,12 @@ def _list(pattern: str) -> int:
                 "file (MB)", "feature layer", "dim"):
         table.add_column(col, justify="right" if col in {"acc@1", "acc@5", "params (M)", "GFLOPS",
                                                          "file (MB)", "dim"} else "left")
-    for name in list_models(pattern):
+    names = list_models(pattern)
+    if not names:
+        print(f"error: no catalog model matches {pattern!r} (`python -m zoo list` shows all)",
+              file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    for name in names:
         e = get_entry(name)
         m = published_meta(e)
         p = m.preprocessing
@@ -35,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     ls = sub.add_parser("list", help="print the catalog")
     ls.add_argument("pattern", nargs="?", default="*", help="fnmatch filter, e.g. 'resnet*'")
     args = parser.parse_args(argv)
-    return _list(args.pattern)
+    from zoo.exits import run_command
+
+    return run_command("python -m zoo", lambda: _list(args.pattern))
 
 
 if __name__ == "__main__":

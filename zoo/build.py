@@ -7,7 +7,7 @@ from zoo.entry import ModelEntry
 from zoo.meta import input_shape
 from zoo.registry import get_entry
 from zoo.weights import (WeightsMismatchError, WeightsSource, imagenet_available_offline,
-                         load_file_state, load_imagenet_state, parse_spec)
+                         load_file_state, load_imagenet_state, mismatch_summary, parse_spec)
 
 if TYPE_CHECKING:
     import torch
@@ -39,11 +39,10 @@ def build_model(name_or_entry: str | ModelEntry, *, weights: str | None = "image
     model = builder(weights=None, **entry.builder_kwargs)
     try:
         model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0:2]
+    except RuntimeError:
         raise WeightsMismatchError(
-            f"{entry.name}: state dict from {source.location} does not fit: {' '.join(first)}"
-        ) from None
+            f"{entry.name}: state dict from {source.location} does not fit: "
+            f"{mismatch_summary(model.state_dict(), state)}") from None
     return model.eval(), source
 
 

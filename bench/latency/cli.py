@@ -14,7 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-EXIT_USAGE = 2
+from zoo.exits import ExitCode, first_line, require_writable_dir
+
+EXIT_USAGE = ExitCode.BAD_INPUT
 
 
 def _csv_list(values: list[str] | None) -> list[str]:
@@ -49,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--name", default="", help="suffix for the result file names")
     p.add_argument("--reconvert", action="store_true", help="convert even if artifacts exist")
+    p.add_argument("--on-damaged", choices=("reconvert", "refuse"), default="reconvert",
+                   help="artifacts that differ from their manifest (sha256, size, missing): "
+                        "convert again (default), or refuse the model (its rows carry why)")
     p.add_argument("--check-overhead", action="store_true",
                    help="also compare the harness with a bare perf_counter loop per row")
     p.add_argument("--job-timeout", type=float, default=1200.0, help="seconds per worker")
@@ -77,8 +82,7 @@ def parse_options(args: argparse.Namespace):
     except ValueError:
         raise ValueError(f"--batch-sizes takes integers like 1,8,32, not {args.batch_sizes!r}"
                          ) from None
-    if not batches or min(batches) < 1 or args.threads < 1 or args.repeats < 1:
-        raise ValueError("batch sizes, --threads and --repeats must be positive")
+    _check_bounds(args, batches)
     return BenchOptions(
         device=args.device, models=tuple(models), runtimes=tuple(runtimes), batch_sizes=batches,
         threads=args.threads, min_time=args.min_time, min_runs=args.min_runs,
@@ -86,7 +90,38 @@ def parse_options(args: argparse.Namespace):
         weights=args.weights,
         artifacts_root=args.artifacts, results_dir=args.results, name=args.name,
         job_timeout=args.job_timeout, reconvert=args.reconvert,
-        check_overhead=args.check_overhead, repeats=args.repeats)
+        check_overhead=args.check_overhead, repeats=args.repeats, on_damaged=args.on_damaged)
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask; a container's or taskset's limit)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _check_bounds(args: argparse.Namespace, batches: tuple[int, ...]) -> None:
+    """Every number within what makes sense here; ValueError naming the first that is not."""
+    cpus = available_cpus()
+    if not 1 <= args.threads <= cpus:
+        raise ValueError(f"--threads {args.threads}: this machine gives this process {cpus} "
+                         f"CPU(s); use 1 to {cpus} (more threads than cores only measures "
+                         "contention)")
+    positive = {"--min-time": args.min_time, "--max-time": args.max_time,
+                "--job-timeout": args.job_timeout, "--repeats": args.repeats,
+                "--min-runs": args.min_runs}
+    for flag, value in positive.items():
+        if not value > 0:  # also catches NaN
+            raise ValueError(f"{flag} must be positive, got {value:g}")
+    for flag, value in {"--warmup": args.warmup, "--warmup-time": args.warmup_time}.items():
+        if not value >= 0:
+            raise ValueError(f"{flag} must be 0 or more, got {value:g}")
+    if args.max_time < args.min_time:
+        raise ValueError(f"--max-time ({args.max_time:g} s) is below --min-time "
+                         f"({args.min_time:g} s)")
+    if not batches or min(batches) < 1:
+        raise ValueError(f"--batch-sizes must be positive integers, got {args.batch_sizes!r}")
 
 
 def cuda_problem() -> str:
@@ -143,8 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         return _list_runtimes()
     try:
         opts = parse_options(args)
+        require_writable_dir(opts.results_dir, "--results")
+        require_writable_dir(opts.artifacts_root, "--artifacts")
     except (ValueError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {first_line(exc, 1000)}", file=sys.stderr)
         return EXIT_USAGE
     if opts.device == "cuda" and (problem := cuda_problem()):
         print(f"error: {problem}", file=sys.stderr)

@@ -82,7 +82,14 @@ def run_with_progress(opts: "BenchOptions", env: dict[str, Any], name: str) -> i
     failed = sum(1 for r in rows if r["error"])
     if failed:
         out.print(f"{failed} of {len(rows)} rows have an error (see the error column)")
-    return 0
+    return rows_status(len(rows), failed)
+
+
+def rows_status(n_rows: int, n_failed: int) -> int:
+    """0 when every row measured; 3 (partial) when any row errored, all of them included."""
+    from zoo.exits import ExitCode
+
+    return ExitCode.PARTIAL if n_failed or not n_rows else ExitCode.OK
 
 
 def _console() -> "Console":

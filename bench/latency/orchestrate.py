@@ -42,6 +42,7 @@ class BenchOptions:
     reconvert: bool = False
     check_overhead: bool = False
     repeats: int = 3  # fresh processes per row, interleaved; their samples are pooled
+    on_damaged: str = "reconvert"  # artifacts that differ from their manifest: reconvert | refuse
 
     def job(self, kind: str, **overrides: Any) -> Job:
         """A worker job carrying this run's settings; ``overrides`` win."""
@@ -50,7 +51,7 @@ class BenchOptions:
             weights=self.weights, artifacts_root=str(self.artifacts_root.resolve()),
             min_time=self.min_time, min_runs=self.min_runs, warmup_runs=self.warmup_runs,
             warmup_time=self.warmup_time, max_time=self.max_time,
-            check_overhead=self.check_overhead)
+            check_overhead=self.check_overhead, on_damaged=self.on_damaged)
         return Job(kind=kind, **{**settings, **overrides})
 
 
@@ -76,8 +77,7 @@ def run_worker(job: Job, timeout: float) -> list[dict[str, Any]]:
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except BaseException as exc:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
+        stop_group(proc)
         if isinstance(exc, subprocess.TimeoutExpired):
             raise WorkerError(f"worker timed out after {timeout:g} s") from None
         raise
@@ -91,6 +91,22 @@ def run_worker(job: Job, timeout: float) -> list[dict[str, Any]]:
     if not isinstance(payload, dict) or not payload.get("records"):
         raise WorkerError(_death_text(proc.returncode, stderr, payload))
     return payload["records"]
+
+
+def stop_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """End a worker's whole process group: SIGTERM first, so a conversion removes its
+    staging folder, then SIGKILL for whatever is still there after ``grace`` seconds."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.communicate(timeout=wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    proc.communicate()
 
 
 def _death_text(code: int, stderr: str, payload: Any) -> str:
@@ -183,6 +199,23 @@ def run_bench(opts: BenchOptions, header: dict[str, Any], raw_path: Path,
     layout, touches one of a row's processes and not all of them (pyperf's reasoning).
     A peak taken while the machine was briefly busy would flatter every row: hence two."""
     raw_path.parent.mkdir(parents=True, exist_ok=True)
+    # Written under a hidden name and renamed when complete: an interrupted run never
+    # replaces a finished run's records with a half-written file.
+    partial = raw_path.with_name(f".{raw_path.name}.partial-{os.getpid()}")
+    try:
+        _run_passes(opts, header, partial, progress, on_record)
+    except BaseException:
+        kept = raw_path.with_name(f"{raw_path.stem}.interrupted.jsonl")
+        os.replace(partial, kept)
+        print(f"kept the records measured so far in {kept} (an unfinished run; "
+              f"`python -m bench report` reads it)", file=sys.stderr)
+        raise
+    os.replace(partial, raw_path)
+    return raw_path
+
+
+def _run_passes(opts: BenchOptions, header: dict[str, Any], raw_path: Path,
+                progress: Progress, on_record: Callable[[Any], None]) -> None:
     with raw_path.open("w") as fh:
         def emit(record: Any) -> None:
             fh.write(json.dumps(record.to_json(), default=str) + "\n")
@@ -209,4 +242,3 @@ def run_bench(opts: BenchOptions, header: dict[str, Any], raw_path: Path,
                                        lambda: measure_model(opts, conv, runtime, repeat)):
                         emit(record)
         emit(_job(progress, f"{peak_step}, again", lambda: measure_peak(opts, "after")))
-    return raw_path

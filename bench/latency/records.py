@@ -68,6 +68,7 @@ class Job:
     note: str = ""  # context for error text (e.g. why an artifact is missing)
     check_overhead: bool = False
     reconvert: bool = False
+    on_damaged: str = "reconvert"  # artifacts that differ from their manifest: reconvert | refuse
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

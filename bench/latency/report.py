@@ -175,7 +175,7 @@ def generate(raw_path: Path, out_dir: Path) -> dict[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.latency.report",
+    parser = argparse.ArgumentParser(prog="python -m bench report",
                                      description="Regenerate CSV/Markdown/PNG from raw records.")
     parser.add_argument("raw", nargs="+", type=Path, help="results/raw/latency-*.jsonl")
     parser.add_argument("--out", type=Path, default=Path("results"))

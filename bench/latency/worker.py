@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from bench.latency.records import Job, LatencyRecord, PeakRecord, StaticRecord, thread_env
+from zoo.exits import terminate_as_interrupt
 
 if TYPE_CHECKING:
     from bench.latency.runtimes import Runtime
@@ -187,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault(key, value)
     out = _stdout_to_stderr()
     try:
-        records = HANDLERS[job.kind](job)
+        with terminate_as_interrupt():  # SIGTERM from the parent: clean up, as on Ctrl-C
+            records = HANDLERS[job.kind](job)
         payload: dict[str, Any] = {"records": [r.to_json() for r in records]}
     except BaseException as exc:  # noqa: BLE001  the parent turns this into error rows
         traceback.print_exc()

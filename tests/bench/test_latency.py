@@ -209,18 +209,42 @@ def test_failing_runtime_is_a_row_and_the_run_goes_on(bench_run):
     proc = run_bench_cli("--models", MODEL, "--runtimes", "tflite_fp32", "onnxruntime",
                          *FAST_ARGS, "--artifacts", str(root / "artifacts"),
                          "--results", str(root / "broken"))
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 3, proc.stderr[-2000:]  # partial: some rows errored
     rows = {r["runtime"]: r for r in read_csv(root / "broken")}
     assert rows["tflite_fp32"]["error"] and rows["tflite_fp32"]["median_ms"] == ""
     assert rows["onnxruntime"]["error"] == "" and float(rows["onnxruntime"]["median_ms"]) > 0
 
 
-def test_cli_rejects_bad_input_in_one_line():
-    from bench.latency.cli import main
+def test_cli_rejects_bad_input_in_one_line(capsys, tmp_path):
+    from bench.latency.cli import available_cpus, main
 
-    assert main(["--models", "no_such_net"]) == 2
-    assert main(["--runtimes", "no_such_runtime"]) == 2
-    assert main(["--batch-sizes", "1,x"]) == 2
+    (tmp_path / "file").write_text("x")
+    cases = {("--models", "no_such_net"): "unknown model",
+             ("--runtimes", "no_such_runtime"): "no_such_runtime",
+             ("--batch-sizes", "1,x"): "--batch-sizes",
+             ("--threads", "999"): f"use 1 to {available_cpus()}",
+             ("--threads", "0"): "--threads 0",
+             ("--min-time", "-1"): "--min-time must be positive",
+             ("--min-time", "nan"): "--min-time must be positive",
+             ("--repeats", "0"): "--repeats must be positive",
+             ("--warmup-time", "-0.5"): "--warmup-time must be 0 or more",
+             ("--min-time", "5", "--max-time", "1"): "below --min-time",
+             ("--results", str(tmp_path / "file" / "sub")): "is a file, not a folder",
+             ("--artifacts", str(tmp_path / "file")): "it is a file"}
+    for args, words in cases.items():
+        assert main(["--models", "squeezenet1_1", *args]) == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and words in err[0], (args, err)
+    assert not (tmp_path / "results").exists()
+
+
+def test_exit_status_of_rows():
+    from bench.latency.console import rows_status
+
+    assert rows_status(6, 0) == 0
+    assert rows_status(6, 2) == 3  # partial: the table has error rows
+    assert rows_status(3, 3) == 3  # "3 of 3 rows have an error" is not a success
+    assert rows_status(0, 0) == 3
 
 
 @pytest.mark.skipif(_cuda := __import__("torch").cuda.is_available(),

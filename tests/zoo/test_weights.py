@@ -19,8 +19,12 @@ def test_parse_spec():
     assert parse_spec("random") == ("random", "0")
     assert parse_spec("random:7") == ("random", "7")
     assert parse_spec("w.pth") == ("file", "w.pth")
-    with pytest.raises(ValueError):
-        parse_spec("random:x")
+    assert parse_spec(f"random:{2**32 - 1}") == ("random", str(2**32 - 1))
+    for bad, words in (("random:x", "whole number"), ("random:-1", "between 0 and"),
+                       ("random:99999999999999999999", "between 0 and")):
+        with pytest.raises(ValueError, match=words) as err:
+            parse_spec(bad)
+        assert bad.partition(":")[2] in str(err.value) and "\n" not in str(err.value)
 
 
 def test_random_weights_are_seeded_and_labelled():
@@ -93,3 +97,44 @@ def test_corrupt_or_missing_weights_file(tmp_path):
         build_model("resnet18", weights=str(bad))
     with pytest.raises(FileNotFoundError):
         build_model("resnet18", weights=str(tmp_path / "absent.pth"))
+
+
+def test_directory_as_weights_says_it_is_a_directory(tmp_path):
+    with pytest.raises(WeightsMismatchError, match="is a directory"):
+        build_model("squeezenet1_1", weights=str(tmp_path))
+
+
+def test_model_file_of_another_format_is_named_not_unpickled(tmp_path):
+    onnx_file = tmp_path / "model.onnx"
+    onnx_file.write_bytes(b"\x08\x08\x12\x07pytorch")  # an ONNX ModelProto's first fields
+    tflite_file = tmp_path / "model.bin"
+    tflite_file.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(16))
+    for path, what in ((onnx_file, "an ONNX model"), (tflite_file, "a TFLite flatbuffer")):
+        with pytest.raises(WeightsMismatchError) as err:
+            build_model("squeezenet1_1", weights=str(path))
+        msg = str(err.value)
+        assert what in msg and "state_dict()" in msg and "weights_only=False" not in msg
+
+
+def test_whole_pickled_model_gets_advice_a_cli_user_can_follow(tmp_path):
+    model, _ = build_model("squeezenet1_1", weights="random")
+    path = tmp_path / "whole.pth"
+    torch.save(model, path)  # the module object, not its state dict
+    with pytest.raises(WeightsMismatchError) as err:
+        build_model("squeezenet1_1", weights=str(path))
+    msg = str(err.value)
+    assert "\n" not in msg and "weights_only=False" not in msg
+    assert "torchvision.models.squeezenet.SqueezeNet" in msg and "save model.state_dict()" in msg
+
+
+def test_state_dict_of_another_architecture_is_counted_in_one_short_line(tmp_path):
+    model, _ = build_model("resnet18", weights="random")
+    path = tmp_path / "resnet18.pth"
+    torch.save(model.state_dict(), path)
+    with pytest.raises(WeightsMismatchError) as err:
+        build_model("squeezenet1_0", weights=str(path))
+    msg = str(err.value)
+    assert "\n" not in msg and len(msg) < 600, len(msg)
+    n_expected = len(build_model("squeezenet1_0", weights="random")[0].state_dict())
+    assert f"{n_expected} missing keys (features.0.weight" in msg
+    assert f"{len(model.state_dict())} unexpected keys (conv1.weight" in msg

@@ -1,0 +1,71 @@
+"""The exit-code table and the shutdown policy every command runs under."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from zoo.exits import ExitCode, OutputDirError, require_writable_dir, run_command
+
+
+def test_exit_code_table():
+    assert [int(c) for c in ExitCode] == [0, 1, 2, 3, 130, 143]
+
+
+def _run_child(body: str) -> subprocess.CompletedProcess:
+    """A child process that runs ``body`` (a function body) as a command under run_command."""
+    code = ("import os, signal, sys\nfrom zoo.exits import run_command\ndef body():\n"
+            + textwrap.indent(textwrap.dedent(body).strip("\n"), "    ")
+            + '\nsys.exit(run_command("prog", body))\n')
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+
+
+@pytest.mark.parametrize("sig, code, words", [(signal.SIGTERM, 143, "terminated (SIGTERM)"),
+                                              (signal.SIGINT, 130, "interrupted (SIGINT)")])
+def test_signal_is_one_line_and_runs_cleanup(sig, code, words):
+    proc = _run_child(f"""
+        try:
+            os.kill(os.getpid(), {int(sig)})
+            import time; time.sleep(5)
+        finally:
+            print("cleanup ran")
+        return 0
+    """)
+    assert proc.returncode == code
+    assert "cleanup ran" in proc.stdout and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"prog: {words}; unfinished output removed, worker processes stopped"]
+
+
+def test_file_system_error_is_one_line_exit_2():
+    proc = _run_child("""
+        open("/proc/no/such/dir/file", "w")
+    """)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == "error: /proc/no/such/dir/file: No such file or directory"
+
+
+def test_the_previous_sigterm_handler_is_restored():
+    before = signal.getsignal(signal.SIGTERM)
+    assert run_command("prog", lambda: 3) == 3
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_output_folder_checks(tmp_path):
+    (tmp_path / "file").write_text("x")
+    assert require_writable_dir(tmp_path / "new" / "dir") == tmp_path / "new" / "dir"
+    assert not (tmp_path / "new").exists()  # checking creates nothing
+    with pytest.raises(OutputDirError, match="is a file, not a folder"):
+        require_writable_dir(tmp_path / "file" / "sub", "--out")
+    with pytest.raises(OutputDirError, match="it is a file"):
+        require_writable_dir(tmp_path / "file")
+    if os.geteuid() != 0:  # root writes anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o500)
+        with pytest.raises(OutputDirError, match="no write permission"):
+            require_writable_dir(ro / "out")
