@@ -78,3 +78,11 @@ def markdown_header(env: dict[str, Any], title: str) -> str:
             f"- CPU: {env['cpu']} ({env['cores']} cores); GPU: {gpu_text}\n"
             f"- threads: {env.get('threads')}; weights: {env.get('weights')}\n"
             f"- Python {env['python']}; {libs}\n\n")
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask: a container's or taskset's limit)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1

@@ -11,6 +11,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 IMAGENET_CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 
 
+def downloads_allowed() -> bool:
+    """False when ``MODELZOO_OFFLINE`` is set: weights and datasets then come from disk only."""
+    return os.environ.get("MODELZOO_OFFLINE", "0").lower() not in ("1", "true", "yes")
+
+
 def shared_data_dir() -> Path:
     """``$MODELZOO_DATA``, else ``../shared/data`` beside the checkout."""
     return Path(os.environ.get("MODELZOO_DATA", REPO_ROOT.parent / "shared" / "data"))

@@ -6,15 +6,15 @@ from; artifacts, tables and manifests carry its ``label``.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from zoo.data import downloads_allowed
 from zoo.entry import ModelEntry
-from zoo.meta import published_meta, weights_member
+from zoo.meta import published_meta
 
 RANDOM_SEED = 0
 MAX_SEED = 2**32 - 1  # what numpy and every runtime's RNG accept
@@ -109,10 +109,6 @@ def imagenet_available_offline(entry: ModelEntry) -> bool:
     return (hub_checkpoint_dir() / name).is_file() or bool(offline_package_files(name))
 
 
-def _download_allowed() -> bool:
-    return os.environ.get("MODELZOO_OFFLINE", "0") not in ("1", "true", "yes")
-
-
 def load_imagenet_state(entry: ModelEntry, tag: str | None) -> tuple[dict, WeightsSource]:
     import torch
 
@@ -127,10 +123,10 @@ def load_imagenet_state(entry: ModelEntry, tag: str | None) -> tuple[dict, Weigh
             return state, WeightsSource("imagenet", label, str(path), True)
     looked = ", ".join(str(p) for p in candidates[:1]) + (
         f" and offline packages {', '.join(OFFLINE_PACKAGES)}")
-    if _download_allowed():
+    if downloads_allowed():
         try:
-            state = weights_member(entry, tag).get_state_dict(progress=True, check_hash=True)
-            return state, WeightsSource("imagenet", label, str(cached), True)
+            return _download(entry, meta.url, cached), WeightsSource("imagenet", label,
+                                                                     str(cached), True)
         except OSError as exc:  # URLError, socket errors, ...
             reason = f"download of {meta.url} failed ({exc.__class__.__name__})"
     else:
@@ -139,6 +135,22 @@ def load_imagenet_state(entry: ModelEntry, tag: str | None) -> tuple[dict, Weigh
         f"{entry.name}: no ImageNet weights {meta.file_name} in {looked}; {reason}. "
         f"Use WEIGHTS=random for seeded random weights or WEIGHTS=path/to/state_dict.pth"
     )
+
+
+def _download(entry: ModelEntry, url: str, dest: Path) -> dict:
+    """torchvision's file into the hub cache, sha256-checked against the prefix in its name
+    (what torchvision's ``get_state_dict(check_hash=True)`` does), saying so in our words."""
+    import sys
+
+    import torch.hub
+
+    print(f"{entry.name}: ImageNet weights not on this machine; downloading {url} "
+          f"to {dest.parent}", file=sys.stderr)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    prefix = re.search(r"-([0-9a-f]{8,})\.", dest.name)
+    torch.hub.download_url_to_file(url, str(dest), hash_prefix=prefix.group(1) if prefix else None,
+                                   progress=sys.stderr.isatty())
+    return torch.load(dest, map_location="cpu", weights_only=True)
 
 
 def load_file_state(path_str: str) -> tuple[dict, WeightsSource]:

@@ -3,14 +3,24 @@
 Every model runs with its ImageNet weights and with the seeded random-weights
 control (``--weights``). Records append to ``results/transfer.jsonl``; the CSV,
 Markdown and PNG views are regenerated after each run (or with ``--report-only``).
+
+Image files that do not decode are skipped and named (``--strict`` stops instead).
+Exit status (``zoo.exits``): 0 all ran; 2 bad input (dataset, image, labels, model
+or weights) and nothing ran; 3 some combinations ran and some failed.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from zoo.data import REPO_ROOT
+from zoo.exits import ExitCode
+
+if TYPE_CHECKING:
+    from bench.transfer.datasets import TransferData
+    from bench.transfer.runner import RunOptions
 
 DEFAULT_OUT = REPO_ROOT / "results"
 
@@ -38,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--cache-dir", type=Path, help="feature cache (default .cache/features)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
+    p.add_argument("--strict", action="store_true",
+                   help="fail on the first unreadable image file instead of skipping it")
     _finetune_args(p)
     p.add_argument("--report-only", action="store_true", help="regenerate tables and plot only")
     p.add_argument("--no-report", action="store_true", help="append records, skip tables")
@@ -87,15 +99,37 @@ def _report(out: Path) -> None:
           f"{'' if files.latency_found else '; no CPU latency results yet'})")
 
 
-def _open(name: str, failures: list[str]):
-    from bench.transfer.datasets import DatasetUnavailableError, open_dataset
+def _bad_input_errors() -> tuple[type[Exception], ...]:
+    """Errors that mean bad data, not a bug: reported in one line, the run goes on."""
+    from bench.transfer.datasets import DatasetUnavailableError
+    from bench.transfer.linear import ProbeDataError
+    from bench.transfer.readers import UnreadableImageError
+
+    return DatasetUnavailableError, ProbeDataError, UnreadableImageError
+
+
+def _fail(exc: BaseException, failures: list[str]) -> None:
+    from bench.transfer.readers import one_line
+
+    failures.append(one_line(exc))
+    print(f"error: {failures[-1]}", file=sys.stderr)
+
+
+def _open(name: str, args: argparse.Namespace, opts: "RunOptions",
+          failures: list[str]) -> "TransferData | None":
+    """The dataset, checked for the protocol before any model runs; None after one error line."""
+    from bench.transfer.datasets import open_dataset
+    from bench.transfer.runner import check_data, skipped_text
 
     try:
-        return open_dataset(name)
-    except DatasetUnavailableError as exc:
-        failures.append(str(exc))
-        print(f"error: {exc}", file=sys.stderr)
+        data = open_dataset(name, strict=args.strict)
+        check_data(data, opts, protocol=args.protocol)
+    except _bad_input_errors() as exc:
+        _fail(exc, failures)
         return None
+    if data.skipped:
+        print(f"warning: {data.name}: {skipped_text(data)}", file=sys.stderr, flush=True)
+    return data
 
 
 def _build(model: str, weights: str, failures: list[str]):
@@ -112,13 +146,17 @@ def _build(model: str, weights: str, failures: list[str]):
         return None
 
 
-def _run_all(args: argparse.Namespace, opts, out: Path) -> list[str]:
+def _run_all(args: argparse.Namespace, opts: "RunOptions", out: Path) -> tuple[int, list[str]]:
+    """(records written, one line per failed dataset or combination)."""
     from bench.transfer.records import append_record
     from bench.transfer.runner import run_finetune, run_linear, summary
     from zoo.registry import get_entry
 
     failures: list[str] = []
-    datasets = [d for d in (_open(n, failures) for n in args.datasets) if d is not None]
+    written = 0
+    datasets = [d for d in (_open(n, args, opts, failures) for n in args.datasets)
+                if d is not None]
+    run = run_linear if args.protocol == "linear" else run_finetune
     for model in args.models:
         for weights in args.weights:
             built = None
@@ -127,11 +165,38 @@ def _run_all(args: argparse.Namespace, opts, out: Path) -> list[str]:
                     built = _build(model, weights, failures)
                 if built is None:
                     break
-                run = run_linear if args.protocol == "linear" else run_finetune
-                record = run(built[0], get_entry(model), built[1], data, opts)
+                try:
+                    record = run(built[0], get_entry(model), built[1], data, opts)
+                except _bad_input_errors() as exc:  # e.g. an image that fails to decode
+                    _fail(exc, failures)
+                    continue
                 append_record(out / "transfer.jsonl", record)
+                written += 1
                 print(summary(record), flush=True)
-    return failures
+    return written, failures
+
+
+def _bad_options(args: argparse.Namespace) -> str:
+    """Why these options cannot run, in one line, or ""."""
+    from bench.env import available_cpus
+    from bench.transfer.cache import default_cache_dir
+    from zoo.exits import OutputDirError, require_writable_dir
+
+    cpus = available_cpus()
+    if not 1 <= args.threads <= cpus:
+        return f"--threads {args.threads}: this machine gives this process {cpus} CPU(s); use 1 to {cpus}"
+    for flag in ("n_train", "n_test", "resolution", "batch_size", "epochs", "train_batch_size"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            return f"--{flag.replace('_', '-')} must be positive, got {value}"
+    if args.workers < 0:
+        return f"--workers must be 0 or more, got {args.workers}"
+    try:
+        require_writable_dir(args.out, "--out")
+        require_writable_dir(args.cache_dir or default_cache_dir(), "--cache-dir")
+    except OutputDirError as exc:
+        return str(exc)
+    return ""
 
 
 def main(argv: list[str]) -> int:
@@ -141,6 +206,9 @@ def main(argv: list[str]) -> int:
     if args.report_only:
         _report(args.out)
         return 0
+    if problem := _bad_options(args):
+        print(f"error: {problem}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
     import torch
 
     from bench.env import environment
@@ -151,10 +219,13 @@ def main(argv: list[str]) -> int:
     opts = _options(args, run_id)
     append_env(args.out / "transfer.jsonl", run_id,
                environment(threads=args.threads, weights=",".join(args.weights)))
-    failures = _run_all(args, opts, args.out)
-    if not args.no_report:
+    written, failures = _run_all(args, opts, args.out)
+    if not args.no_report and written:
         _report(args.out)
-    if failures:
-        print(f"{len(failures)} error(s), see above: those combinations did not run",
-              file=sys.stderr)
-    return 1 if failures else 0
+    if not failures:
+        return ExitCode.OK
+    if not written:
+        return ExitCode.BAD_INPUT
+    print(f"partial run: {written} record(s) written, {len(failures)} error(s) above",
+          file=sys.stderr)
+    return ExitCode.PARTIAL

@@ -6,18 +6,29 @@ torchvision cache (``$MODELZOO_DATASETS``, default ``~/.cache/modelzoo/datasets`
 then downloaded by torchvision unless ``MODELZOO_OFFLINE=1``. Any folder with
 ``train/`` and ``test/`` ImageFolder trees works too. Images come out as RGB PIL
 images: grayscale ones are replicated to three channels.
+
+Opening an ImageFolder reads every file once (under a second per 10,000 small
+JPEGs): its sha256 goes into the feature cache key, its header mode into the
+split's grayscale share, and a cheap decode check drops unreadable files (empty,
+truncated, not an image), which the split lists in ``skipped``; ``strict=True``
+raises on the first one instead.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from bench.transfer.readers import (ArrayReader, FileReader, ImageReader, IndexedReader,
-                                    TorchvisionReader, read_idx)
+from bench.transfer.readers import (ArrayReader, FileReader, ImageFile, ImageReader,
+                                    IndexedReader, TorchvisionReader, Unreadable,
+                                    UnreadableImageError, hash_array, read_idx, scan_images)
+from zoo.data import downloads_allowed
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -70,11 +81,21 @@ class Split:
     classes: tuple[str, ...]
     labels: np.ndarray
     reader: ImageReader
-    grayscale: bool = False
+    grayscale: float = 0.0  # share of the whole split's images stored grayscale (0..1)
     subset_seed: int | None = None
+    skipped: tuple[Unreadable, ...] = ()  # files left out because they do not decode
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """sha256 of what determines this split's features: images, labels, class names."""
+        h = hashlib.sha256(json.dumps({"classes": list(self.classes),
+                                       "skipped": [u.path for u in self.skipped]}).encode())
+        h.update(hash_array(self.labels).encode())
+        h.update(self.reader.fingerprint().encode())
+        return h.hexdigest()
 
     def image(self, i: int) -> "Image.Image":
         return self.reader(i)
@@ -85,7 +106,7 @@ class Split:
             return self
         idx = np.sort(np.random.default_rng(seed).permutation(len(self))[:n])
         return Split(self.dataset, self.split, self.source, self.classes, self.labels[idx],
-                     IndexedReader(self.reader, idx), self.grayscale, seed)
+                     IndexedReader(self.reader, idx), self.grayscale, seed, self.skipped)
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,6 +117,17 @@ class TransferData:
     train: Split
     test: Split
     classes: tuple[str, ...]
+
+    @property
+    def grayscale(self) -> float:
+        """Share of all images (train and test) stored grayscale."""
+        n = len(self.train) + len(self.test)
+        return (self.train.grayscale * len(self.train) + self.test.grayscale * len(self.test)
+                ) / n if n else 0.0
+
+    @property
+    def skipped(self) -> tuple[Unreadable, ...]:
+        return self.train.skipped + self.test.skipped
 
 
 _CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
@@ -141,29 +173,29 @@ def download_root() -> Path:
     return Path(os.environ.get("MODELZOO_DATASETS", default))
 
 
-def _download_allowed() -> bool:
-    return os.environ.get("MODELZOO_OFFLINE", "0") not in ("1", "true", "yes")
-
-
 def _shared_folder(spec: DatasetSpec) -> Path | None:
     from zoo.data import shared_data_dir
 
     return shared_data_dir() / spec.folder if spec.folder else None
 
 
-def open_dataset(name_or_path: str) -> TransferData:
-    """A registry name (``cifar10``) or a folder holding ``train/`` and ``test/`` trees."""
+def open_dataset(name_or_path: str, *, strict: bool = False) -> TransferData:
+    """A registry name (``cifar10``) or a folder holding ``train/`` and ``test/`` trees.
+
+    ``strict``: an unreadable image file raises ``UnreadableImageError`` instead
+    of being skipped.
+    """
     spec = REGISTRY.get(name_or_path)
     if spec is None:
         path = Path(name_or_path)
         if path.is_dir():
-            return open_folder(path)
+            return open_folder(path, strict=strict)
         raise DatasetUnavailableError(
             f"unknown dataset {name_or_path!r}: use one of {', '.join(REGISTRY)} "
             f"or a folder with train/ and test/ ImageFolder trees")
     folder = _shared_folder(spec)
     if folder is not None and all((folder / s).is_dir() for s in SPLITS):
-        return open_folder(folder, name=spec.name, resize_mode=spec.resize_mode)
+        return open_folder(folder, name=spec.name, resize_mode=spec.resize_mode, strict=strict)
     if spec.idx is not None and _idx_present(spec.idx):
         return open_idx(spec)
     if spec.torchvision is not None:
@@ -183,15 +215,15 @@ def _missing_message(spec: DatasetSpec, reason: str) -> str:
             f"{' or '.join(where)} ({spec.homepage})")
 
 
-def open_folder(path: Path, *, name: str | None = None, resize_mode: str = "crop"
-                ) -> TransferData:
+def open_folder(path: Path, *, name: str | None = None, resize_mode: str = "crop",
+                strict: bool = False) -> TransferData:
     """``path/train`` and ``path/test`` as ImageFolder trees with the same classes."""
     path = Path(path)
     missing = [s for s in SPLITS if not (path / s).is_dir()]
     if missing:
         raise DatasetUnavailableError(
             f"{path}: no {' or '.join(missing)} folder; expected {path}/{{train,test}}/<class>/<image>")
-    train, test = (_folder_split(path / s, name or path.name, s) for s in SPLITS)
+    train, test = (_folder_split(path / s, name or path.name, s, strict) for s in SPLITS)
     if train.classes != test.classes:
         raise DatasetUnavailableError(
             f"{path}: train and test class folders differ ({len(train.classes)} vs {len(test.classes)})")
@@ -199,18 +231,24 @@ def open_folder(path: Path, *, name: str | None = None, resize_mode: str = "crop
                         train.classes)
 
 
-def _folder_split(root: Path, name: str, split: str) -> Split:
+def _folder_split(root: Path, name: str, split: str, strict: bool) -> Split:
     from torchvision.datasets import ImageFolder
 
     try:
         folder = ImageFolder(str(root))
     except (FileNotFoundError, RuntimeError) as exc:
         raise DatasetUnavailableError(f"{root}: {str(exc).splitlines()[0]}") from None
-    paths = tuple(p for p, _ in folder.samples)
-    labels = np.asarray(folder.targets, dtype=np.int64)
-    reader = FileReader(paths)
-    return Split(name, split, f"ImageFolder {root}", tuple(folder.classes), labels, reader,
-                 grayscale=bool(paths) and reader.mode(0) in GRAY_MODES)
+    scanned = scan_images(p for p, _ in folder.samples)
+    bad = [s for s in scanned if isinstance(s, Unreadable)]
+    if bad and strict:
+        raise UnreadableImageError(f"{bad[0].path}: unreadable image ({bad[0].reason}); "
+                                   f"{len(bad)} unreadable file(s) in {root} (--strict)")
+    keep = [i for i, s in enumerate(scanned) if isinstance(s, ImageFile)]
+    files = tuple(f for f in scanned if isinstance(f, ImageFile))
+    labels = np.asarray(folder.targets, dtype=np.int64)[keep]
+    gray = sum(f.mode in GRAY_MODES for f in files) / len(files) if files else 0.0
+    return Split(name, split, f"ImageFolder {root}", tuple(folder.classes), labels,
+                 FileReader(files, str(root)), grayscale=gray, skipped=tuple(bad))
 
 
 def _idx_present(src: IdxSource) -> bool:
@@ -225,7 +263,7 @@ def open_idx(spec: DatasetSpec) -> TransferData:
         images, labels = read_idx(img_file), read_idx(lbl_file).astype(np.int64)
         source = f"Debian package {spec.idx.package} ({img_file.parent})"
         splits.append(Split(spec.name, s, source, spec.class_names, labels, ArrayReader(images),
-                            grayscale=images.ndim == 3))
+                            grayscale=float(images.ndim == 3)))
     return TransferData(spec.name, splits[0].source, spec.resize_mode, splits[0], splits[1],
                         spec.class_names)
 
@@ -237,7 +275,7 @@ def open_torchvision(spec: DatasetSpec) -> TransferData:
     try:
         parts = {s: _tv_parts(spec, root, s, download=False) for s in SPLITS}
     except RuntimeError:  # torchvision: "Dataset not found or corrupted"
-        if not _download_allowed():
+        if not downloads_allowed():
             raise DatasetUnavailableError(
                 _missing_message(spec, "downloads are off (MODELZOO_OFFLINE=1)")) from None
         try:
@@ -264,7 +302,8 @@ def _tv_split(spec: DatasetSpec, source: str, split: str, parts: list[Any]) -> S
     classes = tuple(getattr(parts[0], "classes", None) or spec.class_names
                     or (str(i) for i in range(spec.num_classes)))
     return Split(spec.name, split, source, classes, labels, TorchvisionReader(tuple(parts)),
-                 grayscale=spec.torchvision is not None and spec.torchvision.cls == "FashionMNIST")
+                 grayscale=float(spec.torchvision is not None
+                                 and spec.torchvision.cls == "FashionMNIST"))
 
 
 def _tv_labels(dataset: Any) -> np.ndarray:

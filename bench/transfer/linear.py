@@ -6,6 +6,7 @@ log grid, then the model is refit on all of train and scored on test.
 """
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -15,6 +16,37 @@ import numpy as np
 # Standardised 500-4000-d features on 10^3-10^4 images want strong regularisation:
 # a first grid starting at 1e-4 chose its lowest value.
 C_GRID: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+
+
+class ProbeDataError(ValueError):
+    """Labels a probe cannot be fitted on (one class, too few images); the message is one line."""
+
+
+def check_train_labels(y: np.ndarray, classes: tuple[str, ...], *, held_out: bool = True,
+                       val_fraction: float = 0.2) -> None:
+    """Fail in one line, before any extraction, on train labels no probe can be fitted on.
+
+    ``held_out``: also check that the ``val_fraction`` split that chooses C can
+    be made the way :func:`choose_c` makes it.
+    """
+    present = np.unique(y)
+    if len(present) < 2:
+        names = ", ".join(classes[int(c)] for c in present) or "none"
+        raise ProbeDataError(f"train has {len(y)} image(s) of {len(present)} class(es) ({names});"
+                             " a classifier needs at least 2 classes")
+    if not held_out:
+        return
+    n_val = math.ceil(len(y) * val_fraction)  # how train_test_split rounds
+    k = len(present)
+    # Mirrors choose_c: stratified when every class has 2 images, so that each
+    # side holds every class; otherwise a random split that must leave 2 to fit.
+    stratified = np.bincount(y)[present].min() >= 2
+    need_val, need_fit = (k, k) if stratified else (1, 2)
+    if n_val < need_val or len(y) - n_val < need_fit:
+        raise ProbeDataError(
+            f"train has {len(y)} image(s) of {k} classes: too few for the held-out "
+            f"{val_fraction:.0%} that chooses C ({n_val} held out, {len(y) - n_val} to fit; "
+            f"they need at least {need_val} and {need_fit})")
 
 
 @dataclass(frozen=True)
@@ -55,6 +87,9 @@ def choose_c(x: np.ndarray, y: np.ndarray, *, grid: tuple[float, ...] = C_GRID,
     stratify = y if counts[counts > 0].min() >= 2 else None
     x_fit, x_val, y_fit, y_val = train_test_split(x, y, test_size=val_fraction, random_state=seed,
                                                   stratify=stratify)
+    if len(np.unique(y_fit)) < 2:  # possible when a class has a single image (unstratified)
+        raise ProbeDataError(f"the held-out split left {len(y_fit)} image(s) of one class to fit;"
+                             " give every class at least 2 train images")
     scaler = StandardScaler().fit(x_fit)
     x_fit, x_val = scaler.transform(x_fit), scaler.transform(x_val)
     clf = _classifier(grid[0], max_iter)

@@ -11,7 +11,7 @@ CSV_COLUMNS = ("model", "weights", "weights_label", "dataset", "protocol", "n_tr
                "num_classes", "resolution", "resize_mode", "accuracy", "extract_s", "fit_s",
                "features_s", "cache_hit", "best_c", "freeze", "trainable_params", "optimizer",
                "epochs", "lr", "backbone_lr", "train_loss", "dataset_train_size",
-               "dataset_test_size", "dataset_source", "grayscale",
+               "dataset_test_size", "dataset_source", "grayscale", "skipped_images",
                "device", "threads", "date")
 
 
@@ -26,7 +26,7 @@ class TransferRecord:
     dataset: str
     dataset_source: str
     classes: tuple[str, ...]
-    grayscale: bool
+    grayscale: float  # share of the dataset's images stored grayscale (older records: 0 or 1)
     protocol: str  # "linear" | "finetune"
     n_train: int
     n_test: int
@@ -59,10 +59,18 @@ class TransferRecord:
     eval_s: float | None = None
     dataset_train_size: int | None = None  # before subsetting
     dataset_test_size: int | None = None
+    skipped_images: int = 0  # unreadable files left out of the dataset (train and test)
+    skipped_paths: tuple[str, ...] = ()  # the first few of them
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def grayscale_text(self) -> str:
+        """``no`` | ``yes`` | ``mixed (33%)``: the grayscale share for tables."""
+        g = float(self.grayscale)
+        return "no" if g == 0 else "yes" if g == 1 else f"mixed ({g:.0%})"
 
     def row(self) -> dict[str, Any]:
         """The flat CSV row."""
@@ -73,8 +81,9 @@ class TransferRecord:
     def from_json(cls, data: dict[str, Any]) -> "TransferRecord":
         names = {f.name for f in fields(cls)}
         kw = {k: v for k, v in data.items() if k in names}
-        for k in ("classes", "c_grid", "val_accuracy"):
+        for k in ("classes", "c_grid", "val_accuracy", "skipped_paths"):
             kw[k] = tuple(kw.get(k, ()))
+        kw["grayscale"] = float(kw.get("grayscale", 0.0))  # older records hold a bool
         return cls(**kw)
 
 

@@ -33,3 +33,20 @@ def write_idx(path: Path, array: np.ndarray) -> Path:
     with gzip.open(path, "wb") as fh:
         fh.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
     return path
+
+
+def add_unreadable_files(folder: Path) -> tuple[Path, ...]:
+    """A truncated JPEG, a zero-byte ``.jpg`` and a text file named ``.png`` in ``folder``."""
+    import io
+
+    from PIL import Image
+
+    folder = Path(folder)
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (32, 32, 3), np.uint8)).save(
+        buf, "JPEG", quality=90)
+    truncated, empty, text = folder / "truncated.jpg", folder / "empty.jpg", folder / "x.png"
+    truncated.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    empty.write_bytes(b"")
+    text.write_text("not an image, whatever the name says\n")
+    return truncated, empty, text

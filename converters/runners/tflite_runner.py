@@ -18,10 +18,13 @@ class TfliteRunner(BaseRunner):
     def activate_impl(self) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        self.interpreter = Interpreter(
-            model_path=self.spec.path, num_threads=self.spec.threads or None,
-            experimental_preserve_all_tensors=self.preserve_all_tensors)
-        self.interpreter.allocate_tensors()
+        from converters.tf_compat import native_stderr_silenced
+
+        with native_stderr_silenced():  # "Created TensorFlow Lite XNNPACK delegate" per model
+            self.interpreter = Interpreter(
+                model_path=self.spec.path, num_threads=self.spec.threads or None,
+                experimental_preserve_all_tensors=self.preserve_all_tensors)
+            self.interpreter.allocate_tensors()
         self._shapes = {}
 
     def deactivate_impl(self) -> None:

@@ -77,7 +77,7 @@ def test_image_folder_gives_rgb_images_and_replicates_grayscale(tmp_path):
     assert data.classes == ("dark", "light") and data.name == "tiny"
     assert len(data.train) == 12 and len(data.test) == 12
     assert list(np.bincount(data.train.labels)) == [6, 6]
-    assert data.train.grayscale  # the first file is an 'L' image
+    assert data.train.grayscale == pytest.approx(1 / 3)  # every third file is an 'L' image
     img = data.train.image(0)
     arr = np.asarray(img)
     assert img.mode == "RGB" and arr.shape == (24, 24, 3)
@@ -117,7 +117,7 @@ def test_idx_files_round_trip_and_load_as_grayscale(tmp_path, no_local_data, mon
     monkeypatch.setitem(ds.REGISTRY, "fashion-mnist",
                         replace(spec, idx=replace(spec.idx, folder=str(folder))))
     data = open_dataset("fashion-mnist")
-    assert "dataset-fashion-mnist" in data.source and data.train.grayscale
+    assert "dataset-fashion-mnist" in data.source and data.train.grayscale == 1.0
     assert len(data.classes) == 10 and list(data.test.labels) == list(labels)
     arr = np.asarray(data.train.image(3))
     assert arr.shape == (28, 28, 3) and np.array_equal(arr[..., 0], images[3])

@@ -1,6 +1,8 @@
 """Feature extraction at the catalog's feature layer, and the on-disk feature cache."""
 from __future__ import annotations
 
+from dataclasses import fields
+
 import numpy as np
 import pytest
 
@@ -96,16 +98,17 @@ def test_cache_hit_skips_extraction_and_gives_identical_features(squeeze, tiny, 
 
 def _key(**kw) -> cache_mod.FeatureKey:
     base = dict(model="m", feature_layer="features", weights_spec="random:0",
-                weights_label="random", dataset="d", dataset_source="src", split="train", n=3,
-                subset_seed=None, transform="crop64")
+                weights_label="random", weights_digest="w0", dataset="d", dataset_source="src",
+                split="train", n=3, subset_seed=None, content="c0", transform="crop64",
+                code="v0")
     return cache_mod.FeatureKey(**{**base, **kw})
 
 
 def test_cache_key_covers_every_field(tmp_path):
-    digests = {_key().digest(), _key(weights_spec="random:1").digest(),
-               _key(split="test").digest(), _key(transform="resize64").digest(),
-               _key(dataset_source="other").digest(), _key(subset_seed=0).digest()}
-    assert len(digests) == 6
+    changed = {f.name: (4 if f.name == "n" else 1 if f.name == "subset_seed" else "other")
+               for f in fields(cache_mod.FeatureKey)}
+    digests = {_key().digest(), *(_key(**{k: v}).digest() for k, v in changed.items())}
+    assert len(digests) == 1 + len(changed) == 14
 
 
 def test_corrupt_cache_file_is_a_miss(tmp_path):

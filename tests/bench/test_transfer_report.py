@@ -12,6 +12,7 @@ from bench.transfer.records import (TransferRecord, append_env, append_record, l
                                     read_jsonl)
 from bench.transfer.report import cpu_latency, generate
 from bench.transfer.testing import make_image_folder
+from zoo.exits import ExitCode
 
 REQUIRED = {"model", "weights", "dataset", "protocol", "n_train", "n_test", "resolution",
             "accuracy", "extract_s", "fit_s"}
@@ -110,7 +111,7 @@ def test_cli_reports_unavailable_dataset_in_one_line(tmp_path, capsys, monkeypat
     monkeypatch.setenv("MODELZOO_DATA", str(tmp_path / "none"))
     rc = main(["--datasets", "cats-vs-dogs", "--out", str(tmp_path / "out"), "--no-report"])
     err = capsys.readouterr().err
-    assert rc == 1 and "error: cats-vs-dogs: not found offline" in err
+    assert rc == ExitCode.BAD_INPUT and "error: cats-vs-dogs: not found offline" in err
 
 
 @pytest.mark.parametrize("flag", ["--list-datasets", "--report-only"])

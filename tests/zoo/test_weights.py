@@ -61,9 +61,30 @@ def test_download_failure_is_reported(empty_hub, monkeypatch):
     def no_network(*args, **kwargs):
         raise OSError("network is unreachable")
 
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     with pytest.raises(WeightsUnavailableError, match="download of https://.*failed"):
         build_model("squeezenet1_0")
+
+
+def test_download_attempt_is_announced_in_our_words(empty_hub, monkeypatch, capsys):
+    """Not torch.hub's 'Downloading: ...' line: what is tried, why, and where it goes."""
+    monkeypatch.delenv("MODELZOO_OFFLINE", raising=False)
+    calls = []
+
+    def fake_download(url, dst, hash_prefix=None, progress=True):
+        calls.append((url, dst, hash_prefix))
+        model, _ = build_model("squeezenet1_1", weights="random")
+        torch.save(model.state_dict(), dst)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    model, src = build_model("squeezenet1_1", weights="imagenet")
+    err = capsys.readouterr().err
+    assert "squeezenet1_1: ImageNet weights not on this machine; downloading https://" in err
+    assert "Downloading:" not in err
+    (url, dst, prefix), = calls
+    assert dst.endswith(published_meta(get_entry("squeezenet1_1")).file_name)
+    assert prefix and prefix in dst  # sha256 prefix from the file name is checked
+    assert src.kind == "imagenet" and src.location == dst
 
 
 def test_mobilenet_v2_imagenet_weights_from_offline_package(empty_hub):
