@@ -137,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     from converters.manifest import ON_DAMAGED
 
     parser = argparse.ArgumentParser(prog="python -m converters", description=__doc__)
+    parser.add_argument("--verbose", action="store_true",
+                        help="keep TensorFlow/absl/LiteRT start-up logs (silenced by default)")
     sub = parser.add_subparsers(dest="cmd", required=True)
     conv = sub.add_parser("convert", help="PyTorch -> ONNX -> SavedModel/TFLite/Keras")
     conv.add_argument("model")
@@ -165,7 +167,10 @@ def main(argv: list[str] | None = None) -> int:
                                         "every format must classify the cat photo as a cat")
     demo.add_argument("--out", default="artifacts")
     args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.verbose:
+        os.environ["MODELZOO_VERBOSE"] = "1"
+    else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from converters.errors import reporting_user_errors
 
     return run_command("python -m converters",

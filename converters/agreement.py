@@ -1,6 +1,7 @@
 """End-to-end agreement of each artifact's logits with PyTorch's."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -27,13 +28,31 @@ class Agreement:
     error: str = ""
 
     def to_json(self) -> dict:
-        return asdict(self)
+        # null, not a bare NaN: manifest.json stays valid JSON for any reader
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                for k, v in asdict(self).items()}
+
+
+def _nonfinite(x: np.ndarray) -> str:
+    """``"3 NaN, 0 Inf"`` when ``x`` has any, else ""."""
+    if np.isfinite(x).all():
+        return ""
+    return f"{int(np.isnan(x).sum())} NaN, {int(np.isinf(x).sum())} Inf"
 
 
 def compare_logits(artifact: str, precision: str, logits: np.ndarray, ref: np.ndarray,
                    *, torch_gap: float = 0.0) -> Agreement:
-    """``torch_gap``: max |PyTorch fp32 - PyTorch fp64| on the same input."""
+    """``torch_gap``: max |PyTorch fp32 - PyTorch fp64| on the same input.
+
+    NaN or Inf in either set of logits fails the row with an error saying how many,
+    rather than a max |err| of nan that reads like a (huge) numerical error.
+    """
     atol, rtol, min_top1 = TOLERANCE[precision]
+    for what, x in (("output", logits), ("PyTorch reference output", ref)):
+        if counts := _nonfinite(x):
+            nan = float("nan")
+            return Agreement(artifact, precision, int(ref.shape[0]), nan, nan, nan, torch_gap,
+                             0.0, nan, False, f"non-finite {what} ({counts})")
     diff = np.abs(logits.astype(np.float64) - ref.astype(np.float64))
     ref_max = float(np.abs(ref).max())
     tol = max(atol + rtol * ref_max, 2 * torch_gap)

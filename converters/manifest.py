@@ -129,14 +129,16 @@ def file_record(folder: Path, path: Path) -> FileRecord:
 class Damage:
     """One artifact (or side file) that does not match what its manifest recorded."""
 
-    format: str  # the artifact's format, or "side file"
+    format: str  # the artifact's format, "side file", or "manifest"
     path: Path  # folder / recorded path, as the caller named the folder
-    kind: Literal["missing", "size differs", "sha256 differs"]
+    kind: Literal["missing", "size differs", "sha256 differs", "unreadable"]
     detail: str = ""
 
     def __str__(self) -> str:
         if self.kind == "missing":
             return f"{self.path} is missing{f' ({self.detail})' if self.detail else ''}"
+        if self.kind == "unreadable":
+            return f"{self.path} is damaged (not a readable manifest)"
         detail = f": {self.detail}" if self.detail else ""
         return f"{self.path} is damaged ({self.kind} from manifest{detail})"
 
@@ -150,24 +152,31 @@ class DamagedArtifactsError(ValueError):
 
 
 def verify_artifacts(folder: Path, manifest: Manifest, *, formats: Iterable[str] | None = None,
-                     required: Iterable[str] = (), full: bool = False) -> list[Damage]:
+                     side_files: bool = True, required: Iterable[str] = (), full: bool = False
+                     ) -> list[Damage]:
     """What in ``folder`` no longer matches ``manifest`` (empty: everything does).
 
-    Checks the artifacts of ``formats`` (default: all), the recorded side files, and that
-    each path in ``required`` exists. Fast path: a file whose size and mtime both equal the
-    recorded ones is trusted without reading it; any other file (touched, copied without
-    its times, or from a manifest that predates mtimes) gets its sha256 computed and
-    compared. A rewrite that restores size and mtime passes the fast path: ``full=True``
-    hashes every file.
+    Checks the artifacts of ``formats`` (default: all), the recorded side files (unless
+    ``side_files=False``), and that each path in ``required`` exists. Fast path: a file
+    whose size and mtime both equal the recorded ones is trusted without reading it; any
+    other file (touched, copied without its times, or from a manifest that predates
+    mtimes) gets its sha256 computed and compared. A rewrite that restores size and mtime
+    passes the fast path: ``full=True`` hashes every file.
     """
     wanted = None if formats is None else set(formats)
     damage = [d for a in manifest.artifacts if wanted is None or a.format in wanted
               if (d := _check_one(folder, a.format, a, full))]
-    damage += [d for f in manifest.side_files if (d := _check_one(folder, "side file", f, full))]
-    recorded = {f.path for f in manifest.side_files}
+    damage += [d for f in (manifest.side_files if side_files else [])
+               if (d := _check_one(folder, "side file", f, full))]
+    recorded = {f.path for f in manifest.side_files} if side_files else set()
     damage += [Damage("side file", folder / p, "missing", "parity needs it")
                for p in required if p not in recorded and not (folder / p).exists()]
     return damage
+
+
+def unreadable_manifest(folder: Path) -> Damage:
+    """The damage record of a ``manifest.json`` that ``load_manifest`` rejects as corrupt."""
+    return Damage("manifest", folder / MANIFEST, "unreadable")
 
 
 def _check_one(folder: Path, fmt: str, rec: _Recorded, full: bool) -> Damage | None:

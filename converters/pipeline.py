@@ -13,7 +13,8 @@ from typing import Callable, Iterator
 import numpy as np
 
 from converters.agreement import Agreement, compare_logits, failed_run, torch_rounding_gap
-from converters.manifest import ArtifactRecord, Manifest, file_digest, staged_folder
+from converters.manifest import (ArtifactRecord, Damage, Manifest, file_record, staged_folder,
+                                 verify_artifacts)
 from converters.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx
 from converters.runners import RunnerSpec, make_runner
 from converters.tf_export import NCHW_TO_NHWC
@@ -54,9 +55,20 @@ class _Step:
 
 
 def _record(folder: Path, fmt: str, path: Path, layout: str, precision: str) -> ArtifactRecord:
-    size, digest = file_digest(path)
+    f = file_record(folder, path)
     perm = list(NCHW_TO_NHWC) if layout == "NHWC" else None
-    return ArtifactRecord(fmt, str(path.relative_to(folder)), layout, precision, perm, size, digest)
+    return ArtifactRecord(fmt, f.path, layout, precision, perm, f.size_bytes, f.sha256,
+                          f.mtime_ns)
+
+
+def parity_side_files(manifest: Manifest) -> list[str]:
+    """Files beside the artifacts that parity reads (the TF/TFLite and Keras tensor maps)."""
+    from converters.keras_export import layer_map_path
+    from converters.tf_export import TENSOR_MAP
+
+    paths = {a.format: a.path for a in manifest.artifacts}
+    side = [TENSOR_MAP] if {"tf_savedmodel", "tflite_fp32", "tflite_fp16"} & set(paths) else []
+    return side + ([str(layer_map_path(Path(paths["keras"])))] if "keras" in paths else [])
 
 
 def convert_model(name: str, opts: ConvertOptions = ConvertOptions(),
@@ -80,6 +92,8 @@ def convert_model(name: str, opts: ConvertOptions = ConvertOptions(),
             manifest.artifacts.append(record)
         manifest.step_seconds = timer.seconds
         manifest.agreement = [a.to_json() for a in check_agreement(stage, manifest, model, photos)]
+        manifest.side_files = [file_record(stage, stage / p) for p in parity_side_files(manifest)
+                               if (stage / p).exists()]
         manifest.write(stage)
     return manifest
 
@@ -111,21 +125,43 @@ def _convert_steps(stage: Path, name: str, model, shape, photos: SamplePhotos,
         yield _record(stage, "keras", keras_path, "NHWC", "fp32")
 
 
-def is_complete(folder: Path, weights_spec: str) -> bool:
-    """Whether ``folder`` holds every format, with the tensor maps parity needs, for these weights."""
-    from converters.keras_export import layer_map_path
-    from converters.manifest import load_manifest
-    from converters.tf_export import TENSOR_MAP
+@dataclass(frozen=True)
+class Existing:
+    """What an artifact folder holds for the requested weights."""
+
+    complete: bool  # every format, for these weights, listed in a readable manifest
+    damage: list[Damage]  # what of it no longer matches the manifest (checked when complete)
+
+    @property
+    def reusable(self) -> bool:
+        return self.complete and not self.damage
+
+
+def check_existing(folder: Path, weights_spec: str, *, full: bool = False) -> Existing:
+    """Whether ``folder`` holds every format for these weights, verified against its manifest.
+
+    Damage is only looked for in a folder that would otherwise be reused: one with other
+    weights or missing formats is converted again anyway.
+    """
+    from converters.manifest import load_manifest, unreadable_manifest
 
     try:
         manifest = load_manifest(folder)
-    except (FileNotFoundError, ValueError):
-        return False
-    formats = {a.format: folder / a.path for a in manifest.artifacts}
-    return (manifest.weights.get("spec") == weights_spec
-            and set(ConvertOptions().formats) <= set(formats)
-            and all(p.exists() for p in formats.values())
-            and (folder / TENSOR_MAP).is_file() and layer_map_path(formats["keras"]).is_file())
+    except FileNotFoundError:  # never converted: nothing is damaged
+        return Existing(False, [])
+    except ValueError:  # manifest.json itself is corrupt: nothing in the folder can be trusted
+        return Existing(False, [unreadable_manifest(folder)])
+    listed = {a.format for a in manifest.artifacts}
+    if manifest.weights.get("spec") != weights_spec or not set(ConvertOptions().formats) <= listed:
+        return Existing(False, [])
+    return Existing(True, verify_artifacts(folder, manifest, required=parity_side_files(manifest),
+                                           full=full))
+
+
+def is_complete(folder: Path, weights_spec: str) -> bool:
+    """Whether ``folder`` holds every format, undamaged, with the tensor maps parity needs,
+    for these weights."""
+    return check_existing(folder, weights_spec).reusable
 
 
 def runner_spec(folder: Path, record: ArtifactRecord, threads: int | None = None) -> RunnerSpec:

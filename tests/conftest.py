@@ -16,6 +16,10 @@ def pytest_configure(config) -> None:
     from converters.tf_compat import preload_triton
 
     preload_triton()
+    # Quick test runs must not feed the machine's cached GEMM peak (bench/latency/peak_cache).
+    import tempfile
+
+    os.environ["MODELZOO_PEAK_CACHE"] = tempfile.mkdtemp(prefix="modelzoo-peak-")
 
 
 @pytest.fixture

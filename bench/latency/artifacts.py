@@ -8,8 +8,12 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 from bench.latency.records import ConvertRecord, Job
+
+if TYPE_CHECKING:
+    from converters.manifest import Damage, Manifest
 
 ARTIFACT_FORMATS = ("onnx", "tf_savedmodel", "tflite_fp32", "tflite_fp16", "keras")
 TF_FORMATS = ("tf_savedmodel", "tflite_fp32", "tflite_fp16")  # the onnx2tf step
@@ -30,16 +34,28 @@ def resolve_weights(model: str, requested: str) -> tuple[str, str]:
     return spec, source.label
 
 
-def manifest_weights(folder: Path) -> tuple[str, str, tuple[str, ...]] | None:
-    """(spec, label, formats) of an existing, readable manifest, else None."""
+class Existing(NamedTuple):
+    spec: str
+    label: str
+    formats: tuple[str, ...]
+    manifest: "Manifest"
+
+
+def manifest_weights(folder: Path) -> Existing | None:
+    """(spec, label, formats, manifest) of an existing manifest, else None; ValueError when
+    ``manifest.json`` is corrupt.
+
+    The artifacts themselves are not checked here: ``reuse_existing`` verifies the ones it
+    would reuse (``verify_artifacts``) before reusing them."""
     from converters.manifest import load_manifest
 
     try:
         manifest = load_manifest(folder)
-    except (FileNotFoundError, ValueError):
+    except FileNotFoundError:
         return None
     spec = "imagenet" if manifest.weights["kind"] == "imagenet" else manifest.weights["spec"]
-    return spec, manifest.weights["label"], tuple(a.format for a in manifest.artifacts)
+    return Existing(spec, manifest.weights["label"], tuple(a.format for a in manifest.artifacts),
+                    manifest)
 
 
 def weights_match(requested: str, spec: str) -> bool:
@@ -55,17 +71,45 @@ def expected_gaps(model: str) -> tuple[tuple[str, ...], str]:
 
 
 def reuse_existing(job: Job, folder: Path) -> ConvertRecord | None:
-    """The existing artifacts, when the only formats they lack are ones that cannot be made."""
-    found = manifest_weights(folder)
-    if job.reconvert or not found or not weights_match(job.weights, found[0]):
+    """The existing artifacts, when the only formats they lack are ones that cannot be made
+    and the ones the job needs match their manifest (size+mtime, else sha256).
+
+    A damaged artifact (or manifest): ``job.on_damaged == "reconvert"`` prints one line per
+    damaged file to stderr and returns None (the caller converts); ``"refuse"`` returns a
+    record whose error names the damage and no weights spec, so the model's rows carry it."""
+    from converters.manifest import unreadable_manifest, verify_artifacts
+
+    if job.reconvert:
         return None
-    missing = set(job.formats) - set(found[2])
+    try:
+        found = manifest_weights(folder)
+    except ValueError:  # manifest.json itself is corrupt
+        return _damaged(job, folder, [unreadable_manifest(folder)], "")
+    if not found or not weights_match(job.weights, found.spec):
+        return None
+    missing = set(job.formats) - set(found.formats)
     gaps, why = expected_gaps(job.model)
     if not missing <= set(gaps):
         return None
+    # Only what the bench will load: a damaged artifact it does not time changes no row.
+    if damage := verify_artifacts(folder, found.manifest, formats=job.formats, side_files=False):
+        return _damaged(job, folder, damage, found.label)
     note = f"no {'/'.join(sorted(missing))}: {why}" if missing else ""
-    return ConvertRecord(job.model, weights=found[0], weights_label=found[1], folder=str(folder),
-                         formats=found[2], note=note)
+    return ConvertRecord(job.model, weights=found.spec, weights_label=found.label,
+                         folder=str(folder), formats=found.formats, note=note)
+
+
+def _damaged(job: Job, folder: Path, damage: list["Damage"], label: str) -> ConvertRecord | None:
+    """None after saying what will be reconverted, or the refused model's record."""
+    from converters.manifest import DamagedArtifactsError, act_on_damage
+
+    try:
+        act_on_damage(damage, job.on_damaged, log=lambda s: print(s, file=sys.stderr),
+                      remedy="rerun with --on-damaged reconvert (or --reconvert)")
+    except DamagedArtifactsError as exc:
+        return ConvertRecord(job.model, weights_label=label, folder=str(folder),
+                             error=f"artifacts: {exc}"[:1000])
+    return None
 
 
 def ensure_artifacts(job: Job) -> ConvertRecord:

@@ -24,6 +24,8 @@ def _csv_list(values: list[str] | None) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from converters.manifest import ON_DAMAGED
+
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -51,13 +53,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--name", default="", help="suffix for the result file names")
     p.add_argument("--reconvert", action="store_true", help="convert even if artifacts exist")
-    p.add_argument("--on-damaged", choices=("reconvert", "refuse"), default="reconvert",
+    p.add_argument("--on-damaged", choices=ON_DAMAGED, default="reconvert",
                    help="artifacts that differ from their manifest (sha256, size, missing): "
                         "convert again (default), or refuse the model (its rows carry why)")
     p.add_argument("--check-overhead", action="store_true",
                    help="also compare the harness with a bare perf_counter loop per row")
     p.add_argument("--job-timeout", type=float, default=1200.0, help="seconds per worker")
+    p.add_argument("--remeasure-peak", action="store_true",
+                   help="measure the GEMM peak again instead of using this machine's cached "
+                        "figure (cached per device, threads, CPU/GPU model and library versions)")
     p.add_argument("--list-runtimes", action="store_true")
+    p.add_argument("--verbose", action="store_true",
+                   help="keep TensorFlow/absl/LiteRT start-up logs (silenced by default)")
     return p
 
 
@@ -90,19 +97,14 @@ def parse_options(args: argparse.Namespace):
         weights=args.weights,
         artifacts_root=args.artifacts, results_dir=args.results, name=args.name,
         job_timeout=args.job_timeout, reconvert=args.reconvert,
-        check_overhead=args.check_overhead, repeats=args.repeats, on_damaged=args.on_damaged)
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity mask; a container's or taskset's limit)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        check_overhead=args.check_overhead, repeats=args.repeats, on_damaged=args.on_damaged,
+        remeasure_peak=args.remeasure_peak)
 
 
 def _check_bounds(args: argparse.Namespace, batches: tuple[int, ...]) -> None:
     """Every number within what makes sense here; ValueError naming the first that is not."""
+    from bench.env import available_cpus
+
     cpus = available_cpus()
     if not 1 <= args.threads <= cpus:
         raise ValueError(f"--threads {args.threads}: this machine gives this process {cpus} "
@@ -174,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return import_module(f"bench.latency.{argv[0]}").main(argv[1:])
     args = build_parser().parse_args(argv)
+    if args.verbose:
+        os.environ["MODELZOO_VERBOSE"] = "1"  # workers inherit it
     if args.list_runtimes:
         return _list_runtimes()
     try:

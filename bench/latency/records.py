@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:
@@ -171,3 +172,42 @@ def parse_record(data: Mapping[str, Any]):
     """A raw JSON line -> its record dataclass (the env header stays a dict)."""
     cls = RECORD_TYPES.get(str(data.get("type")))
     return cls.from_json(data) if cls else dict(data)
+
+
+@dataclass
+class RawRun:
+    """Everything one raw file holds, typed. Tables, Markdown and plots all read this."""
+
+    env: dict[str, Any]
+    peaks: list[PeakRecord] = field(default_factory=list)
+    static: dict[str, StaticRecord] = field(default_factory=dict)
+    converts: dict[str, ConvertRecord] = field(default_factory=dict)
+    latency: list[LatencyRecord] = field(default_factory=list)
+
+    @property
+    def peak(self) -> PeakRecord | None:
+        """The fastest GEMM measurement of the run (noise only ever slows a GEMM down)."""
+        measured = [p for p in self.peaks if p.gflops_per_s]
+        if measured:
+            return max(measured, key=lambda p: p.gflops_per_s)
+        return self.peaks[0] if self.peaks else None
+
+
+def load_raw(path: Path) -> RawRun:
+    """Read ``results/raw/*.jsonl`` back into its records."""
+    run = RawRun(env={})
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        record = parse_record(json.loads(line))
+        if isinstance(record, LatencyRecord):
+            run.latency.append(record)
+        elif isinstance(record, StaticRecord):
+            run.static[record.model] = record
+        elif isinstance(record, ConvertRecord):
+            run.converts[record.model] = record
+        elif isinstance(record, PeakRecord):
+            run.peaks.append(record)
+        elif record.get("type") == "env":
+            run.env = record
+    return run

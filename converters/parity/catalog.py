@@ -45,20 +45,37 @@ def collect_rows(models: list[str], out_root: Path) -> list[dict]:
     return rows
 
 
-def _row(r: dict) -> dict:
-    def where(d):
-        return f"{d['module'] or '<top level>'} ({d['op']})" if d else ""
+def _where(d: dict | None) -> str:
+    return f"{d['module'] or '<top level>'} ({d['op']})" if d else ""
 
-    worst, first = r["worst"], r["first_divergent"]
+
+def _first_failure(r: dict) -> str:
+    """The first divergent layer, and where NaN/Inf first appear, said as such."""
+    first, nonfinite = r["first_divergent"], r.get("first_nonfinite")
+    parts = [_where(first)] if first and not first.get("nonfinite") else []
+    if nonfinite:
+        parts.append(f"non-finite values ({nonfinite['nonfinite']}) first at {_where(nonfinite)}")
+    return "; ".join(parts)
+
+
+def _worst_snr(worst: dict | None) -> str | float:
+    if not worst:
+        return ""
+    if worst.get("nonfinite"):
+        return "non-finite"
+    return round(worst["snr_db"], 1) if worst["snr_db"] is not None else ""
+
+
+def _row(r: dict) -> dict:
+    worst = r["worst"]
     return {"model": r["model"], "weights": r["weights"],
             "pair": f"{r['reference']} vs {r['test']}", "precision": r["precision"],
             "result": "pass" if r["passed"] else "FAIL",
             "aligned": f"{r['n_aligned']}/{r['n_onnx_tensors']}",
-            "aligned_fraction": r["aligned_fraction"], "first_divergent": where(first),
-            "worst_layer": where(worst),
-            "worst_snr_db": round(worst["snr_db"], 1) if worst and worst["snr_db"] is not None
-            else "", "worst_max_abs": f"{worst['max_abs']:.2e}" if worst else "",
-            "error": r.get("error", "")}
+            "aligned_fraction": r["aligned_fraction"], "first_divergent": _first_failure(r),
+            "worst_layer": _where(worst), "worst_snr_db": _worst_snr(worst),
+            "worst_max_abs": f"{worst['max_abs']:.2e}" if worst and worst["max_abs"] is not None
+            else "", "error": r.get("error", "")}
 
 
 def write_tables(rows: list[dict], results: Path, env: dict) -> tuple[Path, Path]:

@@ -49,6 +49,9 @@ class TensorDiff:
     cosine: float
     snr_db: float
     passed: bool
+    # "" when both tensors are finite, else what is not ("tflite_fp16: 12 NaN, 3 Inf"):
+    # a failure of its own kind, never a low SNR (NaN compares false with any bar)
+    nonfinite: str = ""
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -57,10 +60,17 @@ class TensorDiff:
                 for k, v in d.items()}
 
 
-def diff_tensors(ref: np.ndarray, test: np.ndarray, *, name: str, module: str, op: str,
-                 depth: int, tol: Tolerance) -> TensorDiff:
-    r = ref.astype(np.float64).ravel()
-    t = test.astype(np.float64).ravel()
+def count_nonfinite(label: str, x: np.ndarray) -> str:
+    """``"label: 12 NaN, 3 Inf"`` (only the non-zero counts), or "" when ``x`` is all finite."""
+    if not np.issubdtype(x.dtype, np.floating) or np.isfinite(x).all():
+        return ""
+    n_nan, n_inf = int(np.isnan(x).sum()), int(np.isinf(x).sum())
+    return f"{label}: " + ", ".join(f"{n} {what}" for n, what in ((n_nan, "NaN"), (n_inf, "Inf"))
+                                    if n)
+
+
+def _energy_stats(r: np.ndarray, t: np.ndarray) -> tuple[float, float, float]:
+    """(rel_l2, cosine, snr_db) of finite float64 vectors."""
     err = t - r
     ref_energy, err_energy = float(r @ r), float(err @ err)
     norms = math.sqrt(ref_energy) * math.sqrt(float(t @ t))
@@ -72,9 +82,28 @@ def diff_tensors(ref: np.ndarray, test: np.ndarray, *, name: str, module: str, o
     else:
         snr = 10 * math.log10(ref_energy / err_energy)
     rel = math.sqrt(err_energy / ref_energy) if ref_energy > 0 else (0.0 if err_energy == 0 else math.inf)
-    passed = snr >= tol.min_snr_db and cosine >= tol.min_cosine
-    # an all-zero tensor (e.g. a dead ReLU) that stays all-zero passes
-    if ref_energy == 0 and err_energy == 0:
-        passed = True
-    return TensorDiff(name, module, op, depth, tuple(ref.shape), float(np.abs(err).max(initial=0)),
-                      float(np.abs(err).mean()) if err.size else 0.0, rel, cosine, snr, passed)
+    return rel, cosine, snr
+
+
+def diff_tensors(ref: np.ndarray, test: np.ndarray, *, name: str, module: str, op: str,
+                 depth: int, tol: Tolerance, labels: tuple[str, str] = ("reference", "test")
+                 ) -> TensorDiff:
+    """Error statistics of ``test`` against ``ref``; ``labels`` name them in ``nonfinite``.
+
+    A NaN or Inf in either tensor fails it as ``nonfinite``, with NaN statistics (None in
+    JSON), whatever the rest of the values.
+    """
+    nonfinite = "; ".join(filter(None, (count_nonfinite(labels[1], test),
+                                        count_nonfinite(labels[0], ref))))
+    if nonfinite:
+        nan = math.nan
+        return TensorDiff(name, module, op, depth, tuple(ref.shape), nan, nan, nan, nan, nan,
+                          False, nonfinite)
+    r = ref.astype(np.float64).ravel()
+    t = test.astype(np.float64).ravel()
+    rel, cosine, snr = _energy_stats(r, t)
+    # identical tensors pass, an all-zero one (a dead ReLU) included: snr is inf there
+    passed = snr >= tol.min_snr_db and (cosine >= tol.min_cosine or snr == math.inf)
+    abs_err = np.abs(t - r)
+    return TensorDiff(name, module, op, depth, tuple(ref.shape), float(abs_err.max(initial=0)),
+                      float(abs_err.mean()) if abs_err.size else 0.0, rel, cosine, snr, passed)

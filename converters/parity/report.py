@@ -10,7 +10,7 @@ from converters.parity.run import PairReport
 
 CSV_COLUMNS = ("model", "weights", "reference", "test", "precision", "depth", "tensor", "module",
                "op", "shape", "max_abs", "mean_abs", "rel_l2", "cosine", "snr_db", "passed",
-               "fused_with")
+               "fused_with", "nonfinite")
 
 
 def pair_slug(r: PairReport) -> str:
@@ -18,13 +18,14 @@ def pair_slug(r: PairReport) -> str:
 
 
 def report_json(r: PairReport) -> dict:
-    first, worst = r.first_divergent, r.worst
+    first, worst, nonfinite = r.first_divergent, r.worst, r.first_nonfinite
     return {
         "model": r.model, "weights": r.weights, "reference": r.reference, "test": r.test,
         "precision": r.precision, "inputs": r.inputs, "passed": r.passed, "error": r.error,
         "n_onnx_tensors": r.n_sites, "n_aligned": len(r.diffs),
         "aligned_fraction": round(r.aligned_fraction, 4),
         "first_divergent": first.to_json() if first else None,
+        "first_nonfinite": nonfinite.to_json() if nonfinite else None,
         "worst": worst.to_json() if worst else None,
         "tensors": [d.to_json() | {"fused_with": r.fused.get(d.name, [])} for d in r.diffs],
         "unaligned": r.unaligned,
@@ -37,7 +38,8 @@ def write_reports(reports: list[PairReport], folder: Path) -> list[Path]:
     written = []
     for r in reports:
         path = folder / f"{pair_slug(r)}.json"
-        path.write_text(json.dumps(report_json(r), indent=1) + "\n")
+        # allow_nan=False: a bare NaN is not JSON; TensorDiff.to_json maps them to null
+        path.write_text(json.dumps(report_json(r), indent=1, allow_nan=False) + "\n")
         written.append(path)
     written.append(write_csv(reports, folder / "parity.csv"))
     written.append(plot_depth(reports, folder / "parity.png"))
@@ -53,7 +55,8 @@ def write_csv(reports: list[PairReport], path: Path) -> Path:
                 w.writerow([r.model, r.weights, r.reference, r.test, r.precision, d.depth, d.name,
                             d.module, d.op, "x".join(map(str, d.shape)), f"{d.max_abs:.3e}",
                             f"{d.mean_abs:.3e}", f"{d.rel_l2:.3e}", f"{d.cosine:.8f}",
-                            f"{d.snr_db:.2f}", d.passed, ";".join(r.fused.get(d.name, []))])
+                            f"{d.snr_db:.2f}", d.passed, ";".join(r.fused.get(d.name, [])),
+                            d.nonfinite])
     return path
 
 
@@ -69,9 +72,11 @@ def plot_depth(reports: list[PairReport], path: Path) -> Path:
         pts = [(d.depth, max(d.rel_l2, 1e-12)) for d in r.diffs if math.isfinite(d.rel_l2)]
         if pts:
             ax.plot(*zip(*pts), marker=".", linewidth=1, label=f"{r.reference} vs {r.test}")
-        first = r.first_divergent
+        first, nonfinite = r.first_divergent, r.first_nonfinite
         if first:
             ax.axvline(first.depth, linestyle="--", linewidth=0.8, color="red")
+        if nonfinite:  # NaN/Inf have no error to plot: mark where they start
+            ax.axvline(nonfinite.depth, linestyle=":", linewidth=1.2, color="purple")
     ax.set_yscale("log")
     ax.set_xlabel("ONNX node index (depth)")
     ax.set_ylabel("relative L2 error")
@@ -92,8 +97,21 @@ def describe(d, fused: list[str], modules: dict[str, str]) -> str:
     return text
 
 
+def first_failure_text(r: PairReport, modules: dict[str, str]) -> str:
+    """The first divergent layer and, in words of their own, where NaN/Inf first appear."""
+    first, nonfinite = r.first_divergent, r.first_nonfinite
+    parts = []
+    if first and not first.nonfinite:
+        parts.append(describe(first, r.fused.get(first.name, []), modules))
+    if nonfinite:
+        where = describe(nonfinite, r.fused.get(nonfinite.name, []), modules)
+        parts.append(f"non-finite values ({nonfinite.nonfinite}) first at {where}")
+    return "; ".join(parts)
+
+
 def print_summary(reports: list[PairReport]) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     if not reports:
@@ -109,14 +127,14 @@ def print_summary(reports: list[PairReport]) -> None:
             table.add_row(f"{r.reference} vs {r.test}", r.precision, "-",
                           f"[red]ERROR[/red] {r.error[:100]}", "-", "-", "-")
             continue
-        first, worst = r.first_divergent, r.worst
+        first, worst = first_failure_text(r, modules), r.worst
         table.add_row(
             f"{r.reference} vs {r.test}", r.precision,
             f"{len(r.diffs)}/{r.n_sites} ({r.aligned_fraction:.0%})",
             "[green]pass[/green]" if r.passed else "[red]FAIL[/red]",
-            f"[red]{describe(first, r.fused.get(first.name, []), modules)}[/red]" if first else "-",
-            describe(worst, r.fused.get(worst.name, []), modules) if worst else "-",
-            f"{worst.snr_db:.1f}" if worst else "-")
+            f"[red]{escape(first)}[/red]" if first else "-",
+            escape(describe(worst, r.fused.get(worst.name, []), modules)) if worst else "-",
+            ("non-finite" if worst.nonfinite else f"{worst.snr_db:.1f}") if worst else "-")
     import sys
 
     Console(width=None if sys.stdout.isatty() else 160).print(table)

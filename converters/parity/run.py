@@ -1,6 +1,7 @@
 """Per-layer parity of a converted model: capture every format, align, compare."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,15 +38,30 @@ class PairReport:
 
     @property
     def first_divergent(self) -> TensorDiff | None:
+        """The first failing tensor, non-finite ones included."""
         return next((d for d in self.diffs if not d.passed), None)
 
     @property
+    def first_nonfinite(self) -> TensorDiff | None:
+        """The first tensor holding NaN or Inf (in either format)."""
+        return next((d for d in self.diffs if d.nonfinite), None)
+
+    @property
     def worst(self) -> TensorDiff | None:
-        return min(self.diffs, key=lambda d: d.snr_db, default=None)
+        """The lowest SNR; a non-finite tensor is worse than any (its SNR is NaN, and NaN
+        loses every comparison, so a plain ``min`` would skip it)."""
+        return min(self.diffs, key=_badness, default=None)
 
     @property
     def aligned_fraction(self) -> float:
         return len(self.diffs) / self.n_sites if self.n_sites else 0.0
+
+
+def _badness(d: TensorDiff) -> tuple[int, float]:
+    """Sort key, lowest first: non-finite tensors (earliest first), then by SNR."""
+    if d.nonfinite or math.isnan(d.snr_db):
+        return 0, 0.0
+    return 1, d.snr_db
 
 
 @dataclass(frozen=True)
@@ -118,7 +134,7 @@ def compare(ref: Capture, test: Capture, index: GraphIndex, *, model: str, weigh
             unaligned[site.name] = f"shape {a.shape} vs {b.shape}"
             continue
         diffs.append(diff_tensors(a, b, name=site.name, module=site.module, op=site.op,
-                                  depth=site.depth, tol=tol))
+                                  depth=site.depth, tol=tol, labels=(ref.format, test.format)))
     return PairReport(model, weights, ref.format, test.format, precision, inputs,
                       len(index.sites), diffs, unaligned, test.fused)
 

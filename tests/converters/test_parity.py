@@ -117,3 +117,98 @@ def test_tflite_fused_names_with_numbered_model_scope():
     found = _tflite_activations(details)
     assert found == {"tf.nn.relu6": (3, ["tf.nn.relu6", "tf.__operators__.add",
                                          "tf.nn.convolution"])}
+
+
+NAN_MODULE = "features.12.expand3x3"  # the layer the issue saw "diverge" on a damaged ONNX
+
+
+def _nan_into_onnx(onnx_path, initializer: str) -> None:
+    """Overwrite bytes inside one initializer of the ONNX file with 0xFF (float32 NaN), as
+    disk damage would: no re-serialisation, the file's size stays the same."""
+    proto = onnx.load(str(onnx_path))
+    raw = next(numpy_helper.to_array(t) for t in proto.graph.initializer
+               if t.name == initializer).tobytes()
+    data = bytearray(onnx_path.read_bytes())
+    start = data.find(raw)
+    assert start >= 0 and data.find(raw, start + 1) < 0
+    mid = start + len(raw) // 2
+    data[mid:mid + 64] = b"\xff" * 64
+    onnx_path.write_bytes(bytes(data))
+
+
+def test_nan_from_a_damaged_onnx_is_reported_as_nonfinite(copy_of, tmp_path, capsys):
+    import json
+
+    from converters.parity.report import first_failure_text, print_summary, report_json
+
+    _nan_into_onnx(copy_of / f"{copy_of.name}.onnx", f"{NAN_MODULE}.weight")
+    (report,) = run_parity(copy_of, pairs=(("pytorch", "onnx"),), inputs=_inputs(copy_of))
+    nonfinite = report.first_nonfinite
+    assert not report.passed and nonfinite is not None
+    assert (nonfinite.module, nonfinite.op) == (NAN_MODULE, "Conv")
+    assert nonfinite.nonfinite.startswith("onnx: ") and "NaN" in nonfinite.nonfinite
+    assert report.first_divergent == nonfinite and report.worst == nonfinite
+    data = report_json(report)
+    json.dumps(data, allow_nan=False)  # valid JSON: no bare NaN
+    assert data["first_nonfinite"]["module"] == NAN_MODULE
+    assert first_failure_text(report, {}) == (f"non-finite values ({nonfinite.nonfinite}) "
+                                              f"first at {NAN_MODULE} (Conv)")
+    print_summary([report])  # the table wraps cells: look for the words only
+    assert "non-finite values" in capsys.readouterr().out
+
+
+def _diff(name: str, depth: int, ref, test, labels=("onnx", "tflite_fp32")):
+    tol = Tolerance(min_snr_db=80, min_cosine=0.99999)
+    return diff_tensors(np.asarray(ref, np.float32), np.asarray(test, np.float32), name=name,
+                        module=f"m.{name}", op="Conv", depth=depth, tol=tol, labels=labels)
+
+
+def test_nonfinite_tensor_fails_as_its_own_kind():
+    ref = np.ones((2, 4), np.float32)
+    test = ref.copy()
+    test[0, :2] = np.nan
+    d = _diff("a", 0, ref, test, labels=("reference", "test"))
+    assert not d.passed and d.nonfinite == "test: 2 NaN"
+    assert not _diff("b", 0, ref, test).passed
+    both = ref.copy()
+    both[1, 1] = np.inf
+    d = _diff("c", 0, both, test)
+    assert d.nonfinite == "tflite_fp32: 2 NaN; onnx: 1 Inf" and not d.passed
+    assert all(v is None for k, v in d.to_json().items()
+               if k in ("max_abs", "mean_abs", "rel_l2", "cosine", "snr_db"))
+    # NaN in both formats at the same places is still a failure, never "equal"
+    assert not _diff("d", 0, test, test).passed
+    assert _diff("e", 0, ref, ref).nonfinite == ""
+
+
+def _report(diffs):
+    from converters.parity.run import PairReport
+
+    return PairReport("m", "random", "onnx", "tflite_fp32", "fp32", "x", len(diffs), diffs, {})
+
+
+def test_pair_report_never_skips_a_nan_layer(capsys):
+    import json
+
+    from converters.parity.catalog import _row
+    from converters.parity.report import first_failure_text, print_summary, report_json
+
+    ok, off = np.ones(8), np.ones(8) * 1.001  # ~60 dB: a divergence, but finite
+    nan = np.ones(8)
+    nan[3] = np.nan
+    report = _report([_diff("a", 0, ok, ok), _diff("b", 1, ok, off), _diff("c", 2, ok, nan),
+                      _diff("d", 3, ok, off * 1.5)])
+    assert report.first_divergent.name == "b"  # a finite divergence came first
+    assert report.first_nonfinite.name == "c" and report.worst.name == "c"
+    text = first_failure_text(report, {})
+    assert text == "m.b (Conv); non-finite values (tflite_fp32: 1 NaN) first at m.c (Conv)"
+    data = json.loads(json.dumps(report_json(report), allow_nan=False))
+    row = _row(data)
+    assert row["first_divergent"] == text and row["worst_layer"] == "m.c (Conv)"
+    assert row["worst_snr_db"] == "non-finite" and row["result"] == "FAIL"
+    only_nan = _report([_diff("a", 0, ok, ok), _diff("c", 2, ok, nan)])
+    assert first_failure_text(only_nan, {}) == ("non-finite values (tflite_fp32: 1 NaN) first "
+                                                "at m.c (Conv)")
+    print_summary([only_nan])
+    out = capsys.readouterr().out
+    assert "non-finite values" in out and out.count("non-finite") >= 2  # and worst SNR
