@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 from enum import IntEnum
 from pathlib import Path
@@ -107,3 +108,32 @@ def require_writable_dir(path: Path, what: str = "output folder") -> Path:
     else:
         return path
     raise OutputDirError(f"{what} {path}: cannot write there ({reason})")
+
+
+def stop_process_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """End a child started with ``start_new_session=True`` and everything it started:
+    SIGTERM first, so it removes its staging folder, then SIGKILL after ``grace`` seconds."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.communicate(timeout=wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    proc.communicate()
+
+
+def run_child(cmd: list[str], *, timeout: float | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """``subprocess.run`` with captured text output, in its own process group, stopped
+    gracefully (``stop_process_group``) when this process is interrupted or times out."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, **kwargs)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except BaseException:
+        stop_process_group(proc)
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)

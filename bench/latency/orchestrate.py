@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
 
 from bench.latency import peak_cache
+from zoo.exits import stop_process_group
 from bench.latency.peak_cache import default_cache_dir as default_peak_cache_dir
 from bench.latency.records import (ConvertRecord, Job, LatencyRecord, PeakRecord, StaticRecord,
                                    thread_env)
@@ -81,7 +82,7 @@ def run_worker(job: Job, timeout: float) -> list[dict[str, Any]]:
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except BaseException as exc:
-        stop_group(proc)
+        stop_process_group(proc)
         if isinstance(exc, subprocess.TimeoutExpired):
             raise WorkerError(f"worker timed out after {timeout:g} s") from None
         raise
@@ -95,22 +96,6 @@ def run_worker(job: Job, timeout: float) -> list[dict[str, Any]]:
     if not isinstance(payload, dict) or not payload.get("records"):
         raise WorkerError(_death_text(proc.returncode, stderr, payload))
     return payload["records"]
-
-
-def stop_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    """End a worker's whole process group: SIGTERM first, so a conversion removes its
-    staging folder, then SIGKILL for whatever is still there after ``grace`` seconds."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, None)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            proc.communicate(timeout=wait)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    proc.communicate()
 
 
 def _death_text(code: int, stderr: str, payload: Any) -> str:

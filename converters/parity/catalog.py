@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from zoo.exits import run_child
 
 COLUMNS = ("model", "weights", "pair", "precision", "result", "aligned", "aligned_fraction",
            "first_divergent", "worst_layer", "worst_snr_db", "worst_max_abs", "error")
@@ -17,9 +18,8 @@ def run_catalog(models: list[str], *, out_root: Path, weights: str = "auto",
     """``python -m converters parity`` per model in a fresh process (TF and big models leak)."""
     for i, model in enumerate(models, 1):
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "converters", "parity", model,
-                               "--weights", weights, "--out", str(out_root)],
-                              capture_output=True, text=True)
+        proc = run_child([sys.executable, "-m", "converters", "parity", model,
+                          "--weights", weights, "--out", str(out_root)])
         err_file = out_root / f"{model}.parity-error.txt"
         errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
         if proc.returncode == 2 or not (out_root / model / "parity").is_dir():

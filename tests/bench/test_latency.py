@@ -96,13 +96,132 @@ def test_report_tables_from_raw_records(tmp_path):
     assert float(fast["mean_ms"]) == pytest.approx(21.8) and fast["n_samples"] == "5"
     # 2 GFLOPs x batch 4 in 20 ms = 400 GFLOP/s; the faster synthetic peak is 100.
     assert float(fast["gflops_per_s"]) == pytest.approx(400.0)
+    assert float(fast["images_per_s"]) == pytest.approx(200.0)  # 4 images in 20 ms
     assert float(fast["peak_fraction"]) == pytest.approx(4.0)
     assert float(rows["slow"]["peak_fraction"]) == pytest.approx(1.0)
     assert fast["artifact_mb"] == "1.0" and fast["unstable"] == "False"
     assert rows["broken"]["error"] == "RuntimeError: boom" and rows["broken"]["median_ms"] == ""
     md = paths["md"].read_text()
-    assert "| tiny | random weights (seed 0) | 4 | fast | 20 | 400 | 400.0% |" in md
+    assert "| tiny | random weights (seed 0) | 4 | fast | 20 | 200 | 400 | 400.0% |" in md
     assert "best of before the models: 100.0; after the models: 80.0" in md
+    assert "GFLOPs (2/MAC) counted" in md and "-batch.png" not in md  # one batch size: no sweep
+
+
+def _sweep_run(models: dict[str, tuple[float, float]], batches=(1,),
+               runtimes=("pytorch", "onnxruntime", "tflite_fp32")):
+    """A RawRun and its rows: ``models`` maps a name to (GFLOPs, batch-1 ms of the fastest
+    runtime); the other runtimes are slower, and latency grows with the batch."""
+    from bench.latency.records import LatencyRecord, RawRun, StaticRecord
+    from bench.latency.report import table_rows
+
+    run = RawRun(env={"threads": 2, "cpu": "Test CPU", "bench": {"device": "cpu"}})
+    for model, (gflops, ms) in models.items():
+        run.static[model] = StaticRecord(model, "random weights (seed 0)", gflops=gflops)
+        for k, runtime in enumerate(runtimes):
+            for b in batches:
+                t = ms * (1 + k) * b ** 0.8 / 1e3
+                m = Measurement((0.95 * t, t, 1.05 * t)).to_json()
+                run.latency.append(LatencyRecord(model, runtime, "fp32", "cpu", b, 2,
+                                                 "random weights (seed 0)", measurement=m))
+    return run, table_rows(run)
+
+
+def _overlapping(boxes) -> list[tuple[int, int]]:
+    return [(i, j) for i, a in enumerate(boxes) for j, b in enumerate(boxes[i + 1:], i + 1)
+            if a.overlaps(b)]
+
+
+def _tick_label_boxes(axis, renderer):
+    return [t.get_window_extent(renderer) for t in axis.get_ticklabels()
+            if t.get_visible() and t.get_text()]
+
+
+@pytest.mark.parametrize("models", [
+    # the catalog's crowded corner: mobilenet_v2, mnasnet1_0 and shufflenet_v2_x1_0
+    {"mobilenet_v2": (0.60, 3.69), "mnasnet1_0": (0.63, 4.33), "squeezenet1_1": (0.70, 4.0),
+     "shufflenet_v2_x1_0": (0.29, 3.58), "mobilenet_v3_large": (0.44, 3.63),
+     "regnet_y_400mf": (0.80, 5.71), "efficientnet_b0": (0.77, 6.79),
+     "mobilenet_v3_small": (0.11, 0.99), "vgg16": (30.9, 160.0)},
+    {"mobilenet_v2": (0.60, 7.3)},  # small runs: one or two models, a narrow range
+    {"mobilenet_v2": (0.60, 7.3), "squeezenet1_0": (1.64, 16.4)}])
+def test_plot_labels_ticks_and_title_do_not_collide(models):
+    from matplotlib.text import Annotation
+
+    from bench.latency.plot import flops_figure
+
+    run, rows = _sweep_run(models)
+    fig = flops_figure(run, rows)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    (ax,) = [a for a in fig.axes if a.get_visible()]
+    labels = [t for t in ax.texts if isinstance(t, Annotation)]
+    assert sorted(t.get_text() for t in labels) == sorted(models)
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    assert not _overlapping(boxes)
+    assert all(ax.bbox.y0 - 1 <= b.y0 and b.y1 <= ax.bbox.y1 + 1 for b in boxes)
+    for axis in (ax.xaxis, ax.yaxis):
+        ticks = _tick_label_boxes(axis, renderer)
+        assert len(ticks) >= 2 and not _overlapping(ticks)
+    title = fig._suptitle.get_window_extent(renderer)
+    assert fig.bbox.x0 <= title.x0 and title.x1 <= fig.bbox.x1 and title.y1 <= fig.bbox.y1
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_long_weights_subtitle_wraps_inside_the_figure():
+    from bench.latency.plot import fit_suptitle, weights_summary
+
+    rows = [{"model": f"model{i}", "weights": label} for i, label in enumerate(
+        ["imagenet (MobileNet_V2_Weights.IMAGENET1K_V1)"] +
+        ["random weights (seed 0, BN stats on seeded noise)"] * 10 + ["random weights (seed 0)"])]
+    text = weights_summary(rows)
+    assert text == ("weights: imagenet (MobileNet_V2_Weights.IMAGENET1K_V1): model0; random "
+                    "weights (seed 0, BN stats on seeded noise): 10 models; random weights "
+                    "(seed 0): model11")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(4, 3))
+    title = fit_suptitle(fig, f"Latency vs FLOPs: cpu\n{text}")
+    fig.canvas.draw()
+    box = title.get_window_extent(fig.canvas.get_renderer())
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.width and title.get_text().count("\n") >= 3
+    plt.close(fig)
+
+
+def test_batch_sweep_gets_latency_and_throughput_curves(tmp_path):
+    import json
+
+    from bench.latency.plot import batch_figure
+    from bench.latency.report import generate
+
+    models = {"mobilenet_v2": (0.6, 3.7), "resnet18": (3.6, 18.0), "alexnet": (1.4, 14.0)}
+    run, rows = _sweep_run(models, batches=(1, 2, 4, 8))
+    by_key = {(r["model"], r["runtime"], r["batch_size"]): r for r in rows}
+    r = by_key[("resnet18", "pytorch", 8)]
+    assert r["images_per_s"] == pytest.approx(8 / (r["median_ms"] / 1e3), rel=1e-3)
+    fig = batch_figure(run, rows)
+    panels = [a for a in fig.axes if a.get_visible()]
+    assert len(panels) == 2 * len(models)  # latency and images/s per model
+    assert [a.get_title() for a in panels[:2]] == ["mobilenet_v2: median latency",
+                                                   "mobilenet_v2: images/s"]
+    for ax in panels:  # one curve per runtime, one point per batch size
+        assert [len(line.get_xdata()) for line in ax.get_lines()] == [4, 4, 4]
+    ips = panels[1].get_lines()[0].get_ydata()
+    assert list(ips) == pytest.approx([by_key[("mobilenet_v2", "pytorch", b)]["images_per_s"]
+                                       for b in (1, 2, 4, 8)], rel=1e-3)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    assert batch_figure(*_sweep_run(models)) is None  # one batch size: no sweep figure
+    raw = tmp_path / "raw" / "latency-cpu-2t-sweep.jsonl"
+    raw.parent.mkdir()
+    raw.write_text("".join(json.dumps(x.to_json()) + "\n"
+                           for x in [*run.static.values(), *run.latency]))
+    paths = generate(raw, tmp_path)
+    assert paths["batch"].name == "latency-cpu-2t-sweep-batch.png"
+    assert paths["batch"].read_bytes()[:4] == b"\x89PNG"
+    assert "](latency-cpu-2t-sweep-batch.png)" in paths["md"].read_text()
 
 
 def test_rows_pool_the_samples_of_their_processes():
@@ -145,7 +264,8 @@ def bench_run(tmp_path_factory):
     proc = run_bench_cli("--models", MODEL, "--runtimes", "pytorch", "onnxruntime",
                          "tflite_fp32", "--batch-sizes", "1,2", "--weights", "random",
                          *FAST_ARGS, "--repeats", "2", "--artifacts", str(root / "artifacts"),
-                         "--results", str(root / "results"), "--name", "test")
+                         "--results", str(root / "results"), "--name", "test",
+                         "--remeasure-peak")
     assert proc.returncode == 0, proc.stderr[-2000:]
     return root, proc
 
@@ -204,8 +324,18 @@ def test_rows_carry_real_numbers(bench_run):
 
 def test_failing_runtime_is_a_row_and_the_run_goes_on(bench_run):
     root, _ = bench_run
-    broken = root / "artifacts" / MODEL / f"{MODEL}_float32.tflite"
+    folder = root / "artifacts" / MODEL
+    broken = folder / f"{MODEL}_float32.tflite"
     broken.write_bytes(b"not a flatbuffer")
+    # Recorded as the converter's output, so it is a runtime failure and not damage.
+    from converters.manifest import file_record, load_manifest
+
+    manifest = load_manifest(folder)
+    record = manifest.artifact("tflite_fp32")
+    f = file_record(folder, broken)
+    manifest.artifacts[manifest.artifacts.index(record)] = replace(
+        record, size_bytes=f.size_bytes, sha256=f.sha256, mtime_ns=f.mtime_ns)
+    manifest.write(folder)
     proc = run_bench_cli("--models", MODEL, "--runtimes", "tflite_fp32", "onnxruntime",
                          *FAST_ARGS, "--artifacts", str(root / "artifacts"),
                          "--results", str(root / "broken"))
@@ -216,7 +346,8 @@ def test_failing_runtime_is_a_row_and_the_run_goes_on(bench_run):
 
 
 def test_cli_rejects_bad_input_in_one_line(capsys, tmp_path):
-    from bench.latency.cli import available_cpus, main
+    from bench.env import available_cpus
+    from bench.latency.cli import main
 
     (tmp_path / "file").write_text("x")
     cases = {("--models", "no_such_net"): "unknown model",
@@ -301,16 +432,114 @@ def test_a_failing_conversion_step_drops_only_its_formats(monkeypatch, tmp_path)
 
 def test_reuse_accepts_only_the_gaps_the_catalog_expects(tmp_path):
     from bench.latency.artifacts import ARTIFACT_FORMATS, reuse_existing
-    from converters.manifest import ArtifactRecord, Manifest
 
     for model in ("convnext_tiny", "resnet18"):
-        (tmp_path / model).mkdir()
-        Manifest(model=model, weights={"kind": "random", "spec": "random:0", "label": "random"},
-                 input_spec={}, artifacts=[ArtifactRecord(f, f"{f}.bin", "NCHW", "fp32", None, 1,
-                                                          "0" * 64) for f in ("onnx", "keras")]
-                 ).write(tmp_path / model)
+        _write_artifacts(tmp_path / model, ("onnx", "keras"))
     job = Job(kind="convert", model="convnext_tiny", formats=ARTIFACT_FORMATS)
     reused = reuse_existing(job, tmp_path / "convnext_tiny")
     assert reused and reused.formats == ("onnx", "keras")
     assert reused.note.startswith("no tf_savedmodel/tflite_fp16/tflite_fp32: onnx2tf 1.28")
     assert reuse_existing(replace(job, model="resnet18"), tmp_path / "resnet18") is None
+
+
+def _write_artifacts(folder, formats, *, model=None):
+    """Small real files and a manifest that records them (sha256, size, mtime)."""
+    from converters.manifest import ArtifactRecord, Manifest, file_record
+
+    folder.mkdir(parents=True)
+    records = []
+    for fmt in formats:
+        (folder / f"{fmt}.bin").write_bytes(fmt.encode() * 100)
+        f = file_record(folder, folder / f"{fmt}.bin")
+        records.append(ArtifactRecord(fmt, f.path, "NCHW", "fp32", None, f.size_bytes, f.sha256,
+                                      f.mtime_ns))
+    Manifest(model=model or folder.name,
+             weights={"kind": "random", "spec": "random:0", "label": "random weights (seed 0)"},
+             input_spec={}, artifacts=records).write(folder)
+    return folder
+
+
+def _damage(path) -> None:
+    with path.open("r+b") as fh:  # same size: only the sha256 can tell
+        fh.seek(path.stat().st_size // 2)
+        fh.write(b"\xff" * 8)
+
+
+def test_reuse_verifies_what_it_reuses(tmp_path, capsys):
+    from bench.latency.artifacts import reuse_existing
+
+    folder = _write_artifacts(tmp_path / MODEL, ("onnx", "keras"))
+    job = Job(kind="convert", model=MODEL, formats=("onnx", "keras"))
+    assert reuse_existing(job, folder).formats == ("onnx", "keras")  # intact: reused
+    _damage(folder / "keras.bin")
+    # a damaged artifact the run does not time changes no row: still reused
+    assert reuse_existing(replace(job, formats=("onnx",)), folder) is not None
+    assert capsys.readouterr().err == ""
+    assert reuse_existing(job, folder) is None  # default: reconvert, one line per file
+    assert capsys.readouterr().err.splitlines() == [
+        f"{folder / 'keras.bin'} is damaged (sha256 differs from manifest): reconverting"]
+    refused = reuse_existing(replace(job, on_damaged="refuse"), folder)
+    assert refused.weights == "" and refused.weights_label == "random weights (seed 0)"
+    assert refused.error.startswith(f"artifacts: {folder / 'keras.bin'} is damaged (sha256 "
+                                    "differs from manifest)")
+    assert "--on-damaged reconvert" in refused.error and "\n" not in refused.error
+    (folder / "manifest.json").write_text("{ truncated")
+    assert reuse_existing(job, folder) is None
+    assert capsys.readouterr().err.splitlines() == [
+        f"{folder / 'manifest.json'} is damaged (not a readable manifest): reconverting"]
+    assert "manifest.json is damaged" in reuse_existing(replace(job, on_damaged="refuse"),
+                                                       folder).error
+
+
+def test_refused_model_rows_carry_the_damage(tmp_path):
+    """``--on-damaged refuse`` reaches the job, and the model's rows carry the damage (no
+    worker runs: nothing is timed on a damaged artifact)."""
+    from bench.latency.cli import build_parser, parse_options
+    from bench.latency.orchestrate import measure_model, prepare_model
+
+    folder = _write_artifacts(tmp_path / MODEL, ("onnx",))
+    _damage(folder / "onnx.bin")
+    args = build_parser().parse_args(["--models", MODEL, "--runtimes", "onnxruntime",
+                                      "--artifacts", str(tmp_path), "--threads", "1",
+                                      "--batch-sizes", "1,4", "--on-damaged", "refuse"])
+    opts = parse_options(args)
+    assert opts.on_damaged == "refuse" and opts.job("convert").on_damaged == "refuse"
+    assert Job.from_json(opts.job("convert").to_json()).on_damaged == "refuse"
+    conv = prepare_model(opts, MODEL)
+    rows = measure_model(opts, conv, "onnxruntime")
+    assert [r.batch_size for r in rows] == [1, 4]
+    assert all(r.error == conv.error and "onnx.bin is damaged (sha256 differs from manifest)"
+               in r.error for r in rows)
+    assert build_parser().parse_args([]).on_damaged == "reconvert"
+
+
+def test_gemm_peak_is_cached_per_machine(bench_run):
+    """A second run with the same device/threads/libraries reuses the best peak measured."""
+    root, _ = bench_run
+    (first,) = (root / "results" / "raw").glob("latency-cpu-1t-*-test.jsonl")
+    measured = [json.loads(x) for x in first.read_text().splitlines()]
+    best = max(x["gflops_per_s"] for x in measured if x["type"] == "peak")
+    proc = run_bench_cli("--models", MODEL, "--runtimes", "pytorch", "--weights", "random",
+                         *FAST_ARGS, "--artifacts", str(root / "artifacts"),
+                         "--results", str(root / "cached"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (raw,) = (root / "cached" / "raw").glob("*.jsonl")
+    peaks = [json.loads(x) for x in raw.read_text().splitlines() if '"type": "peak"' in x]
+    assert [p["when"] for p in peaks] == ["cached"] and peaks[0]["gflops_per_s"] == best
+    md = next((root / "cached").glob("latency-*.md")).read_text()
+    assert "cached from an earlier run on this machine" in md
+
+
+def test_peak_cache_key_and_keep_the_fastest(tmp_path):
+    from bench.latency import peak_cache
+    from bench.latency.records import PeakRecord
+
+    key = peak_cache.PeakKey.for_machine("cpu", 1, "Some CPU")
+    assert peak_cache.load(key, tmp_path) is None
+    assert peak_cache.store(key, tmp_path, PeakRecord("cpu", 1, gflops_per_s=100.0))
+    assert peak_cache.store(key, tmp_path, PeakRecord("cpu", 1, gflops_per_s=90.0)) is None
+    assert peak_cache.load(key, tmp_path).gflops_per_s == 100.0
+    for other in (replace(key, threads=2), replace(key, hardware="Other CPU"),
+                  replace(key, versions=(("torch", "0.0"),)), replace(key, code="x")):
+        assert peak_cache.load(other, tmp_path) is None, other
+    assert peak_cache.store(key, tmp_path, PeakRecord("cpu", 1, error="boom")) is None

@@ -69,3 +69,24 @@ def test_output_folder_checks(tmp_path):
         ro.mkdir(mode=0o500)
         with pytest.raises(OutputDirError, match="no write permission"):
             require_writable_dir(ro / "out")
+
+
+def test_run_child_gives_the_child_sigterm_before_sigkill(tmp_path):
+    """An interrupted parent stops its child gracefully, so the child can clean up."""
+    marker, ready = tmp_path / "child-cleaned-up", tmp_path / "child-ready"
+    child = (f"import signal, sys, time, pathlib\n"
+             f"def bye(*_):\n    pathlib.Path({str(marker)!r}).write_text('x'); sys.exit(0)\n"
+             f"signal.signal(signal.SIGTERM, bye)\npathlib.Path({str(ready)!r}).write_text('x')\n"
+             f"time.sleep(60)\n")
+    parent = (
+        f"import os, signal, sys, threading, time, pathlib\n"
+        f"from zoo.exits import run_child, run_command\n"
+        f"def kill_me_when_ready():\n"
+        f"    while not pathlib.Path({str(ready)!r}).exists(): time.sleep(0.05)\n"
+        f"    os.kill(os.getpid(), signal.SIGTERM)\n"
+        f"threading.Thread(target=kill_me_when_ready, daemon=True).start()\n"
+        f"sys.exit(run_command('prog', lambda: run_child([sys.executable, '-c', {child!r}]).returncode))\n")
+    proc = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 143, proc.stderr
+    assert marker.exists()  # the child ran its SIGTERM handler rather than being SIGKILLed
