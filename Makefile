@@ -22,7 +22,9 @@ TRANSFER_DATASETS ?= cifar10 cats-vs-dogs fashion-mnist
 PROTOCOL   ?= linear
 BENCH_ARGS ?=
 
-export MODEL WEIGHTS OUT PYTEST_ARGS TRANSFER_MODELS TRANSFER_DATASETS PROTOCOL BENCH_ARGS
+PUBLISH    ?=
+# Tables go to runs/ unless PUBLISH=1: then into the tracked results/ (maintainers).
+export MODEL WEIGHTS OUT PYTEST_ARGS TRANSFER_MODELS TRANSFER_DATASETS PROTOCOL BENCH_ARGS PUBLISH
 
 .PHONY: install convert parity parity-catalog demo keras-seed fashion-mnist transfer bench test \
         test-slow zoo-list clean
@@ -50,7 +52,7 @@ parity: $(STAMP)
 
 # Every catalog model (ImageNet weights where available offline, else random) -> results/
 parity-catalog: $(STAMP)
-	$(PY) -m converters parity-catalog --out "$$OUT"
+	$(PY) -m converters parity-catalog --out "$$OUT" $${PUBLISH:+--publish}
 
 # Full Fashion-MNIST (official IDX files, Debian package) for offline transfer runs.
 fashion-mnist:
@@ -59,16 +61,16 @@ fashion-mnist:
 
 transfer: $(STAMP) fashion-mnist
 	set -f; $(PY) -m bench transfer --models $$TRANSFER_MODELS --datasets $$TRANSFER_DATASETS \
-	  --protocol "$$PROTOCOL"
+	  --protocol "$$PROTOCOL" $${PUBLISH:+--publish}
 
 # Latency, size and compute of every catalog model in every CPU runtime (batch 1, all cores);
 # writes results/latency-cpu-<N>t-<cpu>.{csv,md,png} and results/raw/*.jsonl.
 bench: $(STAMP)
-	set -f; $(PY) -m bench --device cpu $$BENCH_ARGS
+	set -f; $(PY) -m bench --device cpu $${PUBLISH:+--publish} $$BENCH_ARGS
 
 # Keras freeze/head/fit workflow on converted mobilenet_v2 vs PyTorch -> results/keras-seed.*
 keras-seed: $(STAMP)
-	$(PY) -m bench.keras_seed
+	$(PY) -m bench keras-seed $${PUBLISH:+--publish}
 
 demo: $(STAMP)
 	$(PY) -m converters demo --out "$$OUT"

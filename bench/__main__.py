@@ -1,20 +1,15 @@
-"""``python -m bench [latency options]`` or ``python -m bench transfer [options]``."""
+"""``python -m bench [COMMAND] ...``: latency (the default), report, compare, transfer,
+keras-seed, parity-time (see ``bench.cli``)."""
 from __future__ import annotations
 
 import sys
 
+from bench.cli import BENCH_COMMANDS, DESCRIPTION
+from zoo.cli import run_cli
+
 
 def main(argv: list[str] | None = None) -> int:
-    from zoo.exits import run_command
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "transfer":
-        from bench.transfer.cli import main as transfer_main
-
-        return run_command("python -m bench transfer", lambda: transfer_main(argv[1:]))
-    from bench.latency.cli import main as latency_main
-
-    return run_command("python -m bench", lambda: latency_main(argv))
+    return run_cli("python -m bench", DESCRIPTION, BENCH_COMMANDS, argv, default="latency")
 
 
 if __name__ == "__main__":

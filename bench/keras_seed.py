@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo.cli import add_results_argument, results_dir
+
 SEED = 0
 
 
@@ -144,14 +146,15 @@ def write_results(results: list[SeedResult], unfreeze_delta: float, env: dict,
     return [jsonl, csv_path, md_path]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.keras_seed", description=__doc__)
-    parser.add_argument("--model", default="mobilenet_v2")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--results", default="results")
-    args = parser.parse_args(argv)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="mobilenet_v2")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    add_results_argument(p)
+
+
+def run(args: argparse.Namespace) -> int:
 
     import tempfile
 
@@ -188,13 +191,18 @@ def main(argv: list[str] | None = None) -> int:
                                       fit_s=round(fit_s, 1), **common))
             print(results[-1], flush=True)
     env = environment(threads=None, weights="imagenet and random (per row)", with_gpu=False)
-    for path in write_results(results, delta, env, Path(args.results)):
+    for path in write_results(results, delta, env, results_dir(args)):
         print(f"wrote {path}")
     return 0
 
 
-if __name__ == "__main__":
-    from converters.errors import reporting_user_errors
-    from zoo.exits import run_command
+def main(argv: list[str] | None = None) -> int:
+    from bench.cli import BENCH_COMMANDS, DESCRIPTION
+    from zoo.cli import run_cli
 
-    sys.exit(run_command("python -m bench.keras_seed", lambda: reporting_user_errors(main)))
+    return run_cli("python -m bench", DESCRIPTION, BENCH_COMMANDS,
+                   ["keras-seed", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,4 @@
-"""How long per-layer parity takes: ``python -m bench.parity_time [MODEL] [--repeats N]``.
+"""How long per-layer parity takes: ``modelzoo parity-time [MODEL] [--repeats N]``.
 
 Converts the model once (not timed), then times ``run_parity`` over all
 format pairs in fresh processes and writes ``results/parity-time-<model>.md``.
@@ -11,6 +11,8 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+from zoo.cli import add_results_argument, results_dir
 
 _CHILD = """
 import json, sys, time
@@ -35,14 +37,15 @@ def time_once(folder: Path, threads: int | None) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.parity_time", description=__doc__)
-    parser.add_argument("model", nargs="?", default="squeezenet1_0")
-    parser.add_argument("--weights", default="random")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", default="artifacts")
-    parser.add_argument("--results", default="results")
-    args = parser.parse_args(argv)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", nargs="?", default="squeezenet1_0")
+    p.add_argument("--weights", default="random")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out", default="artifacts")
+    add_results_argument(p)
+
+
+def run(args: argparse.Namespace) -> int:
 
     from converters.env import environment, markdown_header
     from zoo.exits import ExitCode
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     lines.append(f"| imports | {statistics.median(r['import_s'] for r in runs):.2f} |")
     for step in runs[0]["steps"]:
         lines.append(f"| {step} | {statistics.median(r['steps'][step] for r in runs):.2f} |")
-    path = Path(args.results) / f"parity-time-{args.model}.md"
+    path = results_dir(args) / f"parity-time-{args.model}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines[1:]))
@@ -71,8 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all(r["passed"] for r in runs) else ExitCode.CHECKS_FAILED
 
 
-if __name__ == "__main__":
-    from converters.errors import reporting_user_errors
-    from zoo.exits import run_command
+def main(argv: list[str] | None = None) -> int:
+    from bench.cli import BENCH_COMMANDS, DESCRIPTION
+    from zoo.cli import run_cli
 
-    sys.exit(run_command("python -m bench.parity_time", lambda: reporting_user_errors(main)))
+    return run_cli("python -m bench", DESCRIPTION, BENCH_COMMANDS,
+                   ["parity-time", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

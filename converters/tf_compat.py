@@ -19,8 +19,7 @@ import os
 import sys
 from typing import Iterator
 
-VERBOSE_ENV = "MODELZOO_VERBOSE"
-
+from zoo.cli import VERBOSE_ENV
 
 def verbose() -> bool:
     return os.environ.get(VERBOSE_ENV, "0") not in ("0", "", "false", "no")
@@ -53,6 +52,8 @@ def preload_triton() -> None:
         return  # too late to help, or done already
     if "triton" not in sys.modules and importlib.util.find_spec("triton") is not None:
         import triton  # noqa: F401
+    if not verbose():  # TensorFlow's own C++ warnings during conversion, after import too
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with native_stderr_silenced():
         import tensorflow as tf
 

@@ -1,9 +1,10 @@
-"""``python -m bench``: latency, size and compute per model and runtime, on CPU or GPU.
+"""``modelzoo bench`` (``python -m bench``): latency, size and compute per model and runtime.
 
 Each (model, runtime, device) runs in its own fresh subprocess, one at a time.
-Raw records go to ``results/raw/<name>.jsonl``; CSV, Markdown and a PNG plot are
-generated from them under ``results/``. ``python -m bench report RAW.jsonl``
-regenerates the tables; ``python -m bench compare A.jsonl B.jsonl`` compares two runs.
+Raw records go to ``<results>/raw/<name>.jsonl``; CSV, Markdown and a PNG plot are
+generated from them in the results folder (``runs/``; the tracked ``results/`` with
+``--publish``). ``report RAW.jsonl`` regenerates the tables; ``compare A.jsonl B.jsonl``
+compares two runs.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from zoo.cli import (add_models_argument, add_results_argument, expand_models, results_dir,
+                     run_cli)
 from zoo.exits import ExitCode, first_line, require_writable_dir
 
 EXIT_USAGE = ExitCode.BAD_INPUT
@@ -24,12 +27,17 @@ def _csv_list(values: list[str] | None) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The latency command's own parser (for callers that parse without dispatching)."""
+    p = argparse.ArgumentParser(prog="python -m bench latency", description=__doc__)
+    add_arguments(p)
+    return p
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     from converters.manifest import ON_DAMAGED
 
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--models", nargs="+", help="catalog names or fnmatch patterns (default: all)")
+    add_models_argument(p, default="the 16 curated models")
     p.add_argument("--runtimes", nargs="+",
                    help="default: every runtime that runs on --device (see --list-runtimes)")
     p.add_argument("--batch-sizes", default="1", help="comma-separated, e.g. 1,8,32 (default 1)")
@@ -50,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "random[:SEED]")
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"),
                    help="artifact root; missing models are converted into it")
-    p.add_argument("--results", type=Path, default=Path("results"))
+    add_results_argument(p)
     p.add_argument("--name", default="", help="suffix for the result file names")
     p.add_argument("--reconvert", action="store_true", help="convert even if artifacts exist")
     p.add_argument("--on-damaged", choices=ON_DAMAGED, default="reconvert",
@@ -63,24 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="measure the GEMM peak again instead of using this machine's cached "
                         "figure (cached per device, threads, CPU/GPU model and library versions)")
     p.add_argument("--list-runtimes", action="store_true")
-    p.add_argument("--verbose", action="store_true",
-                   help="keep TensorFlow/absl/LiteRT start-up logs (silenced by default)")
-    return p
 
 
 def parse_options(args: argparse.Namespace):
     """Validated BenchOptions; ValueError with a one-line reason otherwise."""
     from bench.latency.orchestrate import BenchOptions
     from bench.latency.runtimes import get_runtime, runtimes_for
-    from zoo.registry import get_entry, list_models
+    from zoo.registry import list_models
 
-    models: list[str] = []
-    for pattern in _csv_list(args.models) or ["*"]:
-        found = list_models(pattern) if any(c in pattern for c in "*?[") else [
-            get_entry(pattern).name]
-        if not found:
-            raise ValueError(f"no catalog model matches {pattern!r}")
-        models += [m for m in found if m not in models]
+    models = expand_models(args.models, list_models())
     runtimes = _csv_list(args.runtimes) or runtimes_for(args.device)
     for name in runtimes:
         get_runtime(name)
@@ -95,7 +94,7 @@ def parse_options(args: argparse.Namespace):
         threads=args.threads, min_time=args.min_time, min_runs=args.min_runs,
         warmup_runs=args.warmup, warmup_time=args.warmup_time, max_time=args.max_time,
         weights=args.weights,
-        artifacts_root=args.artifacts, results_dir=args.results, name=args.name,
+        artifacts_root=args.artifacts, results_dir=results_dir(args), name=args.name,
         job_timeout=args.job_timeout, reconvert=args.reconvert,
         check_overhead=args.check_overhead, repeats=args.repeats, on_damaged=args.on_damaged,
         remeasure_peak=args.remeasure_peak)
@@ -147,14 +146,14 @@ def run_name(opts: Any, env: dict[str, Any]) -> str:
     return f"{name}-{slug(opts.name)}" if opts.name else name
 
 
-def header(opts: Any, argv: list[str]) -> dict[str, Any]:
+def header(opts: Any, command: list[str]) -> dict[str, Any]:
     from bench.env import environment
 
     env = environment(threads=opts.threads, weights=opts.weights,
                       with_gpu=opts.device == "cuda")
     env["bench"] = {
         "device": opts.device, "models": list(opts.models), "runtimes": list(opts.runtimes),
-        "batch_sizes": list(opts.batch_sizes), "command": ["python", "-m", "bench", *argv],
+        "batch_sizes": list(opts.batch_sizes), "command": command,
         "timing": {"min_time_s": opts.min_time, "min_runs": opts.min_runs,
                    "warmup_runs": opts.warmup_runs, "warmup_time_s": opts.warmup_time,
                    "max_time_s": opts.max_time, "repeats": opts.repeats}}
@@ -169,15 +168,7 @@ def _list_runtimes() -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("report", "compare"):
-        from importlib import import_module
-
-        return import_module(f"bench.latency.{argv[0]}").main(argv[1:])
-    args = build_parser().parse_args(argv)
-    if args.verbose:
-        os.environ["MODELZOO_VERBOSE"] = "1"  # workers inherit it
+def run(args: argparse.Namespace) -> int:
     if args.list_runtimes:
         return _list_runtimes()
     try:
@@ -192,5 +183,13 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     from bench.latency.console import run_with_progress
 
-    env = header(opts, argv)
+    env = header(opts, [os.path.basename(sys.orig_argv[0]), *sys.orig_argv[1:]])
     return run_with_progress(opts, env, run_name(opts, env))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench [latency options]``: the latency command alone."""
+    from bench.cli import BENCH_COMMANDS, DESCRIPTION
+
+    return run_cli("python -m bench", DESCRIPTION, BENCH_COMMANDS,
+                   ["latency", *(sys.argv[1:] if argv is None else argv)])

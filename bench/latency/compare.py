@@ -61,13 +61,14 @@ def write_markdown(pairs: list[MedianPair], a: Path, b: Path, tolerance: float, 
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench compare", description=__doc__)
-    parser.add_argument("a", type=Path)
-    parser.add_argument("b", type=Path)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("a", type=Path, help="raw records of run A (results/raw/*.jsonl)")
+    parser.add_argument("b", type=Path, help="raw records of run B")
     parser.add_argument("--tolerance", type=float, default=0.10)
     parser.add_argument("--markdown", type=Path, help="also write the comparison here")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
     for path in (args.a, args.b):
         if not path.is_file():
             print(f"error: {path} does not exist", file=sys.stderr)
@@ -87,5 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if max(p.rel_diff for p in pairs) <= args.tolerance else 1
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def main(argv: list[str] | None = None) -> int:
+    from bench.cli import BENCH_COMMANDS, DESCRIPTION
+    from zoo.cli import run_cli
+
+    return run_cli("python -m bench", DESCRIPTION, BENCH_COMMANDS,
+                   ["compare", *(sys.argv[1:] if argv is None else argv)])

@@ -7,60 +7,25 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.latency.records import (ConvertRecord, LatencyRecord, PeakRecord, StaticRecord,
-                                   parse_record)
+from bench.latency.markdown import write_markdown
+from bench.latency.plot import write_batch_plot, write_plot
+# RawRun and load_raw live with the records (markdown and plot read them without importing
+# this module); re-exported because callers know them from here.
+from bench.latency.records import LatencyRecord, RawRun, load_raw
 
 MB = 2**20
+# images_per_s = batch_size / median. gflops (per image) counts a multiply-add as 2 FLOPs,
+# the unit `python -m zoo list` shows as "GFLOPs (2/MAC)".
 COLUMNS = ("model", "weights", "runtime", "precision", "device", "batch_size", "threads",
-           "median_ms", "iqr_ms", "p90_ms", "p99_ms", "mean_ms", "n_samples", "load_s",
-           "peak_rss_mb", "params", "gflops", "gflops_per_s", "peak_fraction", "error")
+           "median_ms", "iqr_ms", "p90_ms", "p99_ms", "mean_ms", "images_per_s", "n_samples",
+           "load_s", "peak_rss_mb", "params", "gflops", "gflops_per_s", "peak_fraction", "error")
 # After the issue's columns: the IQR flag, GPU memory and the artifact file size.
 EXTRA_COLUMNS = ("unstable", "peak_gpu_mb", "artifact_mb", "n_processes", "process_spread")
-
-
-@dataclass
-class RawRun:
-    """Everything one raw file holds, typed."""
-
-    env: dict[str, Any]
-    peaks: list[PeakRecord] = field(default_factory=list)
-    static: dict[str, StaticRecord] = field(default_factory=dict)
-    converts: dict[str, ConvertRecord] = field(default_factory=dict)
-    latency: list[LatencyRecord] = field(default_factory=list)
-
-    @property
-    def peak(self) -> PeakRecord | None:
-        """The fastest GEMM measurement of the run (noise only ever slows a GEMM down)."""
-        measured = [p for p in self.peaks if p.gflops_per_s]
-        if measured:
-            return max(measured, key=lambda p: p.gflops_per_s)
-        return self.peaks[0] if self.peaks else None
-
-
-def load_raw(path: Path) -> RawRun:
-    run = RawRun(env={})
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        record = parse_record(json.loads(line))
-        if isinstance(record, LatencyRecord):
-            run.latency.append(record)
-        elif isinstance(record, StaticRecord):
-            run.static[record.model] = record
-        elif isinstance(record, ConvertRecord):
-            run.converts[record.model] = record
-        elif isinstance(record, PeakRecord):
-            run.peaks.append(record)
-        elif record.get("type") == "env":
-            run.env = record
-    return run
 
 
 def _round(x: float | None, digits: int = 4) -> float | None:
@@ -116,6 +81,7 @@ def table_row(run: RawRun, records: list[LatencyRecord]) -> dict[str, Any]:
            "precision": r.precision, "device": r.device, "batch_size": r.batch_size,
            "threads": r.threads,
            **{k: _round(m.get(k)) for k in ("median_ms", "iqr_ms", "p90_ms", "p99_ms", "mean_ms")},
+           "images_per_s": _round(r.batch_size / (m["median_ms"] / 1e3)) if m else None,
            "n_samples": m.get("n_samples"),
            "load_s": _round(loads[len(loads) // 2]) if loads else None,  # median process
            "peak_rss_mb": _round(max(rss)) if rss else None,
@@ -160,33 +126,47 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> Path:
 
 
 def generate(raw_path: Path, out_dir: Path) -> dict[str, Path]:
-    """Write ``<stem>.csv``, ``<stem>.md`` and ``<stem>.png`` for one raw file."""
-    from bench.latency.markdown import write_markdown
-    from bench.latency.plot import write_plot
-
+    """Write ``<stem>.csv``, ``<stem>.md`` and ``<stem>.png`` for one raw file, and
+    ``<stem>-batch.png`` when the run swept more than one batch size."""
     run = load_raw(raw_path)
     rows = table_rows(run)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = raw_path.stem  # the set-up is in the raw file's name; tables keep it
     paths = {"csv": write_csv(rows, out_dir / f"{stem}.csv"),
              "png": write_plot(run, rows, out_dir / f"{stem}.png")}
-    paths["md"] = write_markdown(run, rows, out_dir / f"{stem}.md", plot_name=paths["png"].name)
+    sweep = write_batch_plot(run, rows, out_dir / f"{stem}-batch.png")
+    if sweep:
+        paths["batch"] = sweep
+    paths["md"] = write_markdown(run, rows, out_dir / f"{stem}.md", best=fastest(rows),
+                                 plots=[p.name for k, p in paths.items() if k != "csv"])
     return paths
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench report",
-                                     description="Regenerate CSV/Markdown/PNG from raw records.")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from zoo.cli import add_results_argument
+
     parser.add_argument("raw", nargs="+", type=Path, help="results/raw/latency-*.jsonl")
-    parser.add_argument("--out", type=Path, default=Path("results"))
-    args = parser.parse_args(argv)
+    add_results_argument(parser, "--out")
+
+
+def run(args: argparse.Namespace) -> int:
+    from zoo.cli import results_dir
+
     for raw in args.raw:
         if not raw.is_file():
             print(f"error: {raw} does not exist", file=sys.stderr)
             return 2
-        for kind, path in generate(raw, args.out).items():
+        for kind, path in generate(raw, results_dir(args)).items():
             print(f"{kind:4s} {path}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.cli import BENCH_COMMANDS, DESCRIPTION
+    from zoo.cli import run_cli
+
+    return run_cli("python -m bench", DESCRIPTION, BENCH_COMMANDS,
+                   ["report", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

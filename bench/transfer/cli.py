@@ -15,22 +15,17 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from zoo.data import REPO_ROOT
+from zoo.cli import add_models_argument, add_results_argument, expand_models, results_dir
 from zoo.exits import ExitCode
 
 if TYPE_CHECKING:
     from bench.transfer.datasets import TransferData
     from bench.transfer.runner import RunOptions
 
-DEFAULT_OUT = REPO_ROOT / "results"
-
-
-def build_parser() -> argparse.ArgumentParser:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     from bench.transfer.datasets import list_datasets
 
-    p = argparse.ArgumentParser(prog="python -m bench transfer", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", default=["mobilenet_v2"], help="catalog names")
+    add_models_argument(p, default="mobilenet_v2")
     p.add_argument("--datasets", nargs="+", default=["cifar10"],
                    help=f"{', '.join(list_datasets())}, or folders with train/ and test/")
     p.add_argument("--protocol", choices=("linear", "finetune"), default="linear")
@@ -47,14 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--device", default="cpu")
     p.add_argument("--cache-dir", type=Path, help="feature cache (default .cache/features)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
+    add_results_argument(p, "--out")
     p.add_argument("--strict", action="store_true",
                    help="fail on the first unreadable image file instead of skipping it")
     _finetune_args(p)
     p.add_argument("--report-only", action="store_true", help="regenerate tables and plot only")
     p.add_argument("--no-report", action="store_true", help="append records, skip tables")
     p.add_argument("--list-datasets", action="store_true")
-    return p
 
 
 def _finetune_args(p: argparse.ArgumentParser) -> None:
@@ -199,8 +193,18 @@ def _bad_options(args: argparse.Namespace) -> str:
     return ""
 
 
-def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench transfer ...`` as a function (tests call it in-process)."""
+    from bench.cli import BENCH_COMMANDS, DESCRIPTION
+    from zoo.cli import run_cli
+
+    return run_cli("python -m bench", DESCRIPTION, BENCH_COMMANDS,
+                   ["transfer", *(sys.argv[1:] if argv is None else argv)])
+
+
+def run(args: argparse.Namespace) -> int:
+    args.out = results_dir(args)
+    args.models = expand_models(args.models, ["mobilenet_v2"])
     if args.list_datasets:
         return _list_datasets()
     if args.report_only:

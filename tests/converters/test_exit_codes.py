@@ -1,7 +1,8 @@
 """`python -m converters` follows the exit-code table (zoo.exits) on every path."""
 from __future__ import annotations
 
-from converters.__main__ import catalog_status, main
+from converters.__main__ import main
+from converters.cli import catalog_status
 from tests.conftest import run_cli
 
 
