@@ -13,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from converters.terminal import stdout_console, terminal_status
 from zoo.cli import Command, add_models_argument, add_results_argument, results_dir
 from zoo.exits import ExitCode
 
@@ -22,15 +23,15 @@ DESCRIPTION = "PyTorch -> ONNX -> TF SavedModel / TFLite / Keras 3, with agreeme
 
 
 def _print_agreement(manifest) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{manifest.model}: agreement with PyTorch on "
                         f"{manifest.agreement[0]['n_images'] if manifest.agreement else 0} photos "
                         f"({manifest.weights['label']})")
-    for col in ("artifact", "precision", "max |err|", "mean |err|", "tolerance", "top-1 agree",
+    for col in ("artifact", "prec", "max |err|", "mean |err|", "tolerance", "top-1",
                 "result"):
-        table.add_column(col, justify="left" if col in ("artifact", "precision") else "right")
+        table.add_column(col, justify="left" if col in ("artifact", "prec") else "right",
+                         overflow="fold")
     for a in manifest.agreement:
         if a.get("error"):
             table.add_row(a["artifact"], a["precision"], "-", "-", "-", "-",
@@ -40,14 +41,14 @@ def _print_agreement(manifest) -> None:
         table.add_row(a["artifact"], a["precision"], f"{a['max_abs_err']:.2e}",
                       f"{a['mean_abs_err']:.2e}", f"{a['tolerance']:.1e}",
                       f"{a['top1_agreement']:.0%}", ok)
-    Console(width=None if sys.stdout.isatty() else 120).print(table)
+    stdout_console().print(table)
 
 
 def _convert(args: argparse.Namespace) -> int:
     from converters.pipeline import ConvertOptions, convert_model
 
     opts = ConvertOptions(weights=args.weights, out_root=Path(args.out))
-    manifest = convert_model(args.model, opts)
+    manifest = convert_model(args.model, opts, status=terminal_status())
     _print_agreement(manifest)
     print(f"artifacts: {Path(args.out) / args.model}/ (manifest.json lists them)")
     status = 0
@@ -64,7 +65,7 @@ def _parity_of(folder: Path) -> int:
     from converters.parity.report import print_summary, write_reports
     from converters.parity.run import run_parity
 
-    reports = run_parity(folder)
+    reports = run_parity(folder, status=terminal_status())
     print_summary(reports)
     write_reports(reports, folder / "parity")
     print(f"parity reports: {folder / 'parity'}/ (JSON per pair, parity.csv, parity.png)")
@@ -89,7 +90,8 @@ def _parity(args: argparse.Namespace) -> int:
                   remedy=f"rerun with --on-damaged reconvert, or `python -m converters convert "
                          f"{args.model} --weights {args.weights} --out {args.out}`")
     if not existing.reusable:
-        convert_model(args.model, ConvertOptions(weights=args.weights, out_root=Path(args.out)))
+        convert_model(args.model, ConvertOptions(weights=args.weights, out_root=Path(args.out)),
+                      status=terminal_status())
     return _parity_of(folder)
 
 

@@ -5,6 +5,7 @@ sequences them, times them and records them in the manifest.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from converters.agreement import Agreement, compare_logits, failed_run, torch_ro
 from converters.manifest import (ArtifactRecord, Damage, Manifest, file_record, staged_folder,
                                  verify_artifacts)
 from converters.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx
+from converters.terminal import Status, no_status
 from converters.runners import RunnerSpec, make_runner
 from converters.tf_export import NCHW_TO_NHWC
 from zoo.build import build_model
@@ -36,22 +38,20 @@ class ConvertOptions:
 
 
 class _Timer:
-    def __init__(self) -> None:
+    """Seconds per step, and the step shown to the user while it runs."""
+
+    def __init__(self, status: Status = no_status) -> None:
         self.seconds: dict[str, float] = {}
+        self.status = status
 
-    def step(self, name: str) -> "_Step":
-        return _Step(self, name)
-
-
-class _Step:
-    def __init__(self, timer: _Timer, name: str) -> None:
-        self.timer, self.name = timer, name
-
-    def __enter__(self) -> None:
-        self.t0 = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        self.timer.seconds[self.name] = round(time.perf_counter() - self.t0, 3)
+    @contextlib.contextmanager
+    def step(self, name: str, text: str = "") -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            with self.status(text or name):
+                yield
+        finally:
+            self.seconds[name] = round(time.perf_counter() - t0, 3)
 
 
 def _record(folder: Path, fmt: str, path: Path, layout: str, precision: str) -> ArtifactRecord:
@@ -72,11 +72,14 @@ def parity_side_files(manifest: Manifest) -> list[str]:
 
 
 def convert_model(name: str, opts: ConvertOptions = ConvertOptions(),
-                  log: Callable[[str], None] = print) -> Manifest:
-    """Convert one catalog model into ``opts.out_root/<name>/`` and check agreement."""
+                  log: Callable[[str], None] = print, *, status: Status = no_status
+                  ) -> Manifest:
+    """Convert one catalog model into ``opts.out_root/<name>/`` and check agreement.
+
+    ``status(text)`` is entered around each step (``converters.progress``)."""
     entry = get_entry(name)
-    timer = _Timer()
-    with timer.step("load_pytorch"):
+    timer = _Timer(status)
+    with timer.step("load_pytorch", f"{name}: building the PyTorch model ({opts.weights} weights)"):
         model, source = build_model(entry, weights=opts.weights)
     log(f"{name}: weights = {source.label}")
     shape = input_shape(entry)
@@ -91,7 +94,10 @@ def convert_model(name: str, opts: ConvertOptions = ConvertOptions(),
         for record in _convert_steps(stage, name, model, shape, photos, opts.formats, timer, log):
             manifest.artifacts.append(record)
         manifest.step_seconds = timer.seconds
-        manifest.agreement = [a.to_json() for a in check_agreement(stage, manifest, model, photos)]
+        with timer.step("agreement", f"agreement: every artifact vs PyTorch on "
+                                     f"{len(photos.images)} photos"):
+            agreement = check_agreement(stage, manifest, model, photos)
+        manifest.agreement = [a.to_json() for a in agreement]
         manifest.side_files = [file_record(stage, stage / p) for p in parity_side_files(manifest)
                                if (stage / p).exists()]
         manifest.write(stage)
@@ -102,14 +108,14 @@ def _convert_steps(stage: Path, name: str, model, shape, photos: SamplePhotos,
                    formats: tuple[str, ...], timer: _Timer, log: Callable[[str], None]
                    ) -> Iterator[ArtifactRecord]:
     onnx_path = stage / f"{name}.onnx"
-    with timer.step("onnx"):
+    with timer.step("onnx", "ONNX export (torch.onnx, opset 17)"):
         export_onnx(model, input_shape=shape, path=onnx_path)
     log(f"  onnx          {timer.seconds['onnx']:6.1f} s  {onnx_path.name}")
     yield _record(stage, "onnx", onnx_path, "NCHW", "fp32")
     if {"tf_savedmodel", "tflite_fp32", "tflite_fp16"} & set(formats):
         from converters.tf_export import convert_onnx_to_tf
 
-        with timer.step("onnx2tf"):
+        with timer.step("onnx2tf", "onnx2tf: SavedModel, TFLite fp32/fp16"):
             tf = convert_onnx_to_tf(onnx_path, stage, calibration_images=photos.images)
         log(f"  onnx2tf       {timer.seconds['onnx2tf']:6.1f} s  saved_model/, "
             f"{tf.tflite_fp32.name}, {tf.tflite_fp16.name}")
@@ -119,7 +125,7 @@ def _convert_steps(stage: Path, name: str, model, shape, photos: SamplePhotos,
     if "keras" in formats:
         from converters.keras_export import export_keras
 
-        with timer.step("keras"):
+        with timer.step("keras", "Keras 3 model (modelzoo's ONNX -> Keras builder)"):
             keras_path = export_keras(onnx_path, stage / f"{onnx_path.stem}.keras")
         log(f"  keras         {timer.seconds['keras']:6.1f} s  {keras_path.name}")
         yield _record(stage, "keras", keras_path, "NHWC", "fp32")

@@ -1,9 +1,10 @@
 """The catalog: torchvision ImageNet backbones.
 
 Adding a model is one ``register(ModelEntry(...))`` here; the catalog tests
-pick it up with no test edits. Published numbers (accuracy, params, GFLOPS,
-file size, preprocessing) are read from torchvision's weights meta by
-``zoo.meta.published_meta`` rather than typed again here.
+pick it up with no test edits. Published numbers (accuracy, params, torchvision's
+GFLOPS, which count a multiply-add once, file size, preprocessing) are read from
+torchvision's weights meta by ``zoo.meta.published_meta`` rather than typed again here.
+Entries register into ``zoo.registry``; the ``zoo`` package imports this module.
 """
 from __future__ import annotations
 

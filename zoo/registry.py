@@ -1,4 +1,8 @@
-"""The registry: explicit lookup of catalog entries by name."""
+"""The registry: explicit lookup of catalog entries by name.
+
+It never imports ``zoo.catalog``: the catalog registers into it, and the ``zoo`` package
+imports the catalog, so any ``from zoo.registry import ...`` sees every entry.
+"""
 from __future__ import annotations
 
 import difflib
@@ -25,12 +29,10 @@ def register(entry: ModelEntry) -> ModelEntry:
 
 def list_models(pattern: str = "*") -> list[str]:
     """Names in catalog order that match an fnmatch ``pattern``."""
-    _ensure_loaded()
     return [n for n in _REGISTRY if fnmatch.fnmatch(n, pattern)]
 
 
 def get_entry(name: str) -> ModelEntry:
-    _ensure_loaded()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -40,8 +42,3 @@ def get_entry(name: str) -> ModelEntry:
             f"unknown model {name!r}{hint} (`python -m zoo list` shows all {len(_REGISTRY)})"
         ) from None
 
-
-def _ensure_loaded() -> None:
-    # The catalog module registers its entries when imported; import lazily so
-    # that importing the registry alone has no side effects.
-    import zoo.catalog  # noqa: F401

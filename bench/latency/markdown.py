@@ -1,4 +1,8 @@
-"""The Markdown view of a raw run: set-up, peak, fastest runtime per model, full tables."""
+"""The Markdown view of a raw run: set-up, peak, fastest runtime per model, full tables.
+
+It takes the records and the table rows it is given and never imports the report module
+that calls it.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 from bench.env import markdown_header
 
 if TYPE_CHECKING:
-    from bench.latency.report import RawRun
+    from bench.latency.records import PeakRecord, RawRun
 
 MB = 2**20
 SIZE_FORMATS = ("onnx", "tf_savedmodel", "tflite_fp32", "tflite_fp16", "keras")
@@ -35,11 +39,16 @@ def _peak_text(run: "RawRun") -> str:
     if not peak or not peak.gflops_per_s:
         return f"not measured ({peak.error if peak else 'no record'})"
     sizes = ", ".join(f"{k}: {v['gflops_per_s']:.0f}" for k, v in peak.by_size.items())
-    sessions = "; ".join(f"{p.when} the models: " + (f"{p.gflops_per_s:.1f}" if p.gflops_per_s
-                                                      else f"failed ({p.error})")
-                         for p in run.peaks)
+    sessions = "; ".join(_session(p) for p in run.peaks)
     return (f"{peak.gflops_per_s:.1f} GFLOP/s (fastest fp32 GEMM call, {peak.threads} threads, "
             f"best of {sessions}; measured {peak.when}: {sizes})")
+
+
+def _session(p: "PeakRecord") -> str:
+    value = f"{p.gflops_per_s:.1f}" if p.gflops_per_s else f"failed ({p.error})"
+    if p.when == "cached":
+        return f"cached from an earlier run on this machine: {value}"
+    return f"{p.when} the models: {value}"
 
 
 def _setup(run: "RawRun") -> str:
@@ -51,20 +60,21 @@ def _setup(run: "RawRun") -> str:
             "interleaved passes, samples pooled; `spread` = (max - min) / min of the "
             "processes' own medians\n"
             f"- measured peak: {_peak_text(run)}\n"
-            "- `gflops` is counted per image at batch 1 (torch.utils.flop_counter, "
-            "multiply-add = 2); `gflops_per_s` = gflops x batch / median; `peak_fraction` = gflops_per_s / peak\n"
+            "- GFLOPs (2/MAC): a multiply-add counts as 2 FLOPs, in every table and in "
+            "`python -m zoo list`; `gflops` is counted per image at batch 1 "
+            "(torch.utils.flop_counter); `gflops_per_s` = gflops x batch / median; "
+            "`peak_fraction` = gflops_per_s / peak; `images_per_s` = batch / median\n"
             "- `~` marks IQR/median > 10% (unstable); `load_s` = load + first inference "
             "(compilation included), library imports excluded\n\n")
 
 
-def _fastest(rows: list[dict[str, Any]]) -> str:
-    from bench.latency.report import fastest
-
-    best = sorted(fastest(rows), key=lambda r: (r["batch_size"], r["model"]))
-    return md_table(("model", "weights", "batch", "fastest runtime", "median ms", "GFLOP/s",
-                     "of peak"),
+def _fastest(best: list[dict[str, Any]]) -> str:
+    best = sorted(best, key=lambda r: (r["batch_size"], r["model"]))
+    return md_table(("model", "weights", "batch", "fastest runtime", "median ms", "images/s",
+                     "GFLOP/s", "of peak"),
                     ((r["model"], r["weights"], r["batch_size"], r["runtime"], r["median_ms"],
-                      r["gflops_per_s"], _pct(r["peak_fraction"])) for r in best))
+                      r["images_per_s"], r["gflops_per_s"], _pct(r["peak_fraction"]))
+                     for r in best))
 
 
 def _static(run: "RawRun") -> str:
@@ -75,7 +85,8 @@ def _static(run: "RawRun") -> str:
              s.published_gflops, mb(s.state_dict_bytes),
              *(mb(s.artifact_bytes.get(f)) for f in SIZE_FORMATS), s.error)
             for s in run.static.values()]
-    return md_table(("model", "weights", "params (M)", "GFLOPs counted", "published x2",
+    return md_table(("model", "weights", "params (M)", "GFLOPs (2/MAC) counted",
+                     "GFLOPs (2/MAC) published",
                      "state dict MB", *(f"{f} MB" for f in SIZE_FORMATS), "error"), rows)
 
 
@@ -85,10 +96,12 @@ def _latency(rows: list[dict[str, Any]]) -> str:
 
     return md_table(
         ("model", "runtime", "precision", "batch", "median ms", "IQR ms", "p90 ms", "p99 ms",
-         "mean ms", "n", "procs", "spread", "load s", "RSS MB", "GFLOP/s", "of peak", "error"),
+         "mean ms", "images/s", "n", "procs", "spread", "load s", "RSS MB", "GFLOP/s", "of peak",
+         "error"),
         ((r["model"], r["runtime"], r["precision"], r["batch_size"],
           f"{r['median_ms']:.3g}{flag(r)}" if r["median_ms"] is not None else "", r["iqr_ms"],
-          r["p90_ms"], r["p99_ms"], r["mean_ms"], r["n_samples"], r["n_processes"],
+          r["p90_ms"], r["p99_ms"], r["mean_ms"], r["images_per_s"], r["n_samples"],
+          r["n_processes"],
           _pct(r["process_spread"]), r["load_s"], r["peak_rss_mb"],
           r["gflops_per_s"], _pct(r["peak_fraction"]), r["error"]) for r in rows))
 
@@ -110,15 +123,18 @@ def _overhead(run: "RawRun") -> str:
 
 
 def write_markdown(run: "RawRun", rows: list[dict[str, Any]], path: Path, *,
-                   plot_name: str = "") -> Path:
+                   best: list[dict[str, Any]], plots: Sequence[str] = ()) -> Path:
+    """``best``: the fastest row per (model, batch); ``plots``: PNG names to embed."""
     bench = run.env.get("bench", {})
     title = f"Latency: {bench.get('device', '?')}, {run.env.get('threads')} threads"
     text = (markdown_header(run.env, title) if run.env else f"# {title}\n\n") + _setup(run)
-    text += "## Fastest runtime per model\n\n" + _fastest(rows)
+    text += "## Fastest runtime per model\n\n" + _fastest(best)
     text += "\n## Static figures\n\n" + _static(run)
     text += "\n## All runs\n\n" + _latency(rows)
     text += _overhead(run)
-    if plot_name:
-        text += f"\n![latency vs FLOPs]({plot_name})\n"
+    for name in plots:
+        what = "latency and images/s vs batch size" if name.endswith("-batch.png") else (
+            "latency vs FLOPs")
+        text += f"\n![{what}]({name})\n"
     path.write_text(text)
     return path

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# The plot takes plain latencies (ms per model), so it never imports this module back.
+from bench.transfer.plot import plot_transfer
 from bench.transfer.records import CSV_COLUMNS, TransferRecord, latest, read_jsonl
 
 LATENCY_GLOB = "latency-cpu-*.csv"
@@ -143,8 +145,8 @@ def _notes(records: list[TransferRecord], latency: dict[str, Latency]) -> str:
     files = ", ".join(sorted({f"`{v.source}`" for v in latency.values()}))
     lat = ("CPU latency: batch-1 median of the model's fastest runtime, preferring the "
            f"records' thread count and stable rows, from {files}." if latency else
-           f"CPU latency: not measured yet (no `results/{LATENCY_GLOB}`); the plot shows models "
-           "on a categorical axis instead.")
+           f"CPU latency: not measured yet (no `results/{LATENCY_GLOB}`); the plot shows "
+           "per-dataset bars (ImageNet weights vs the random-weights control) instead.")
     return ("Linear: L2 multinomial logistic regression on standardised frozen features, C "
             "chosen on a held-out 20% of train, refit on all of train. extract_s: feature "
             "extraction time when it ran; features_s: this run's time to get the features "
@@ -159,7 +161,7 @@ def _datasets_section(records: list[TransferRecord]) -> str:
     lines = ["\n## Datasets\n\n| dataset | classes | train / test images | grayscale -> RGB | "
              "source |\n|---|---|---|---|---|"]
     lines += [f"| {d} | {r.num_classes} | {_fmt(r.dataset_train_size)} / "
-              f"{_fmt(r.dataset_test_size)} | {_fmt(r.grayscale)} | {r.dataset_source} |"
+              f"{_fmt(r.dataset_test_size)} | {r.grayscale_text} | {r.dataset_source} |"
               for d, r in seen.items()]
     return "\n".join(lines) + "\n"
 
@@ -182,7 +184,6 @@ def _runs_section(records: list[TransferRecord], envs: dict[str, dict[str, Any]]
 
 def generate(results_dir: Path, *, stem: str = "transfer") -> ReportFiles:
     """Regenerate ``{stem}.csv``, ``{stem}.md`` and ``{stem}.png`` from ``{stem}.jsonl``."""
-    from bench.transfer.plot import plot_accuracy_latency
 
     envs, all_records = read_jsonl(results_dir / f"{stem}.jsonl")
     records = latest(all_records)
@@ -192,5 +193,5 @@ def generate(results_dir: Path, *, stem: str = "transfer") -> ReportFiles:
                         results_dir / f"{stem}.png", len(records), bool(latency))
     write_csv(records, files.csv, latency)
     files.markdown.write_text(markdown(records, envs, latency))
-    plot_accuracy_latency(records, latency, files.png)
+    plot_transfer(records, {m: lat.median_ms for m, lat in latency.items()}, files.png)
     return files

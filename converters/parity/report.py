@@ -110,31 +110,40 @@ def first_failure_text(r: PairReport, modules: dict[str, str]) -> str:
 
 
 def print_summary(reports: list[PairReport]) -> None:
-    from rich.console import Console
+    from rich import box
     from rich.markup import escape
     from rich.table import Table
 
+    from converters.terminal import fit_left, stdout_console
+
     if not reports:
         return
-    modules = {d.name: f"{d.module} ({d.op})" for r in reports for d in r.diffs}
+    console = stdout_console()
+    failing = any(r.error or not r.passed for r in reports)  # else no "first divergent" column
+    # Module paths cut from the left (the layer's own name stays) to what an 80-column
+    # terminal leaves beside pair, precision, alignment, result and SNR.
+    path_width = max(16, (console.width - 47) // (2 if failing else 1))
+    modules = {d.name: fit_left(f"{d.module} ({d.op})", path_width)
+               for r in reports for d in r.diffs}
     table = Table(title=f"{reports[0].model}: per-layer parity ({reports[0].weights}; "
-                        f"{reports[0].inputs})")
-    for col in ("pair", "prec", "aligned", "result", "first divergent layer", "worst layer",
-                "worst SNR dB"):
-        table.add_column(col)
+                        f"{reports[0].inputs})", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("pair", "prec", "aligned", "result", "min SNR"):
+        table.add_column(col, no_wrap=True, justify="right" if col == "min SNR" else "left")
+    for col in ("at layer", *(("first divergent",) if failing else ())):
+        table.add_column(col, overflow="fold", ratio=1)
     for r in reports:
-        if r.error:
-            table.add_row(f"{r.reference} vs {r.test}", r.precision, "-",
-                          f"[red]ERROR[/red] {r.error[:100]}", "-", "-", "-")
-            continue
-        first, worst = first_failure_text(r, modules), r.worst
-        table.add_row(
-            f"{r.reference} vs {r.test}", r.precision,
-            f"{len(r.diffs)}/{r.n_sites} ({r.aligned_fraction:.0%})",
-            "[green]pass[/green]" if r.passed else "[red]FAIL[/red]",
-            f"[red]{escape(first)}[/red]" if first else "-",
-            escape(describe(worst, r.fused.get(worst.name, []), modules)) if worst else "-",
-            ("non-finite" if worst.nonfinite else f"{worst.snr_db:.1f}") if worst else "-")
-    import sys
+        table.add_row(*_summary_row(r, modules, failing, escape))
+    console.print(table)
 
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
+
+def _summary_row(r: PairReport, modules: dict[str, str], failing: bool, escape) -> list[str]:
+    pair = f"{r.reference}\u2192{r.test}"
+    if r.error:
+        return [pair, r.precision, "-", "[red]ERROR[/red]", "-", escape(r.error[:100]),
+                *(("-",) if failing else ())]
+    first, worst = first_failure_text(r, modules), r.worst
+    snr = ("non-finite" if worst.nonfinite else f"{worst.snr_db:.1f}") if worst else "-"
+    where = modules.get(worst.name, worst.name) if worst else "-"  # the JSON says what fused
+    row = [pair, r.precision, f"{len(r.diffs)}/{r.n_sites}",
+           "[green]pass[/green]" if r.passed else "[red]FAIL[/red]", snr, escape(where)]
+    return row + ([f"[red]{escape(first)}[/red]" if first else "-"] if failing else [])

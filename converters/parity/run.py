@@ -11,6 +11,7 @@ from converters.manifest import Manifest, load_manifest
 from converters.parity.capture import (Capture, capture_keras, capture_onnx, capture_tf,
                                        capture_tflite, capture_torch)
 from converters.parity.graph_index import GraphIndex, index_graph
+from converters.terminal import Status, no_status
 from converters.parity.metrics import TensorDiff, TolerancePolicy, diff_tensors
 
 PAIRS: tuple[tuple[str, str], ...] = (
@@ -141,11 +142,12 @@ def compare(ref: Capture, test: Capture, index: GraphIndex, *, model: str, weigh
 
 def run_parity(folder: Path, *, pairs: tuple[tuple[str, str], ...] = PAIRS,
                policy: TolerancePolicy | None = None, inputs: ParityInputs | None = None,
-               timings: dict[str, float] | None = None) -> list[PairReport]:
+               timings: dict[str, float] | None = None, status: Status = no_status
+               ) -> list[PairReport]:
     """Compare every pair in ``pairs`` for the converted model in ``folder``.
 
     ``timings``, when given, receives the seconds spent capturing each format
-    and comparing each pair.
+    and comparing each pair; ``status(text)`` is entered around each of those steps.
     """
     import time
 
@@ -160,7 +162,8 @@ def run_parity(folder: Path, *, pairs: tuple[tuple[str, str], ...] = PAIRS,
         for fmt in (ref_fmt, test_fmt):
             if fmt not in captures:
                 t0 = time.perf_counter()
-                captures[fmt] = _capture_or_error(fmt, folder, manifest, inputs, index)
+                with status(f"parity: capturing every {fmt} tensor"):
+                    captures[fmt] = _capture_or_error(fmt, folder, manifest, inputs, index)
                 timings[f"capture {fmt}"] = time.perf_counter() - t0
         precision = "fp16" if test_fmt.endswith("fp16") else "fp32"
         failed = [c for c in (captures[ref_fmt], captures[test_fmt]) if isinstance(c, str)]
@@ -170,8 +173,10 @@ def run_parity(folder: Path, *, pairs: tuple[tuple[str, str], ...] = PAIRS,
                                       len(index.sites), [], {}, error=failed[0]))
             continue
         t0 = time.perf_counter()
-        reports.append(compare(captures[ref_fmt], captures[test_fmt], index,
-                               model=manifest.model, weights=manifest.weights["label"],
-                               precision=precision, inputs=inputs.description, policy=policy))
+        with status(f"parity: comparing {ref_fmt} vs {test_fmt}"):
+            reports.append(compare(captures[ref_fmt], captures[test_fmt], index,
+                                   model=manifest.model, weights=manifest.weights["label"],
+                                   precision=precision, inputs=inputs.description,
+                                   policy=policy))
         timings[f"compare {ref_fmt} vs {test_fmt}"] = time.perf_counter() - t0
     return reports

@@ -145,7 +145,7 @@ def _tick_label_boxes(axis, renderer):
     {"mobilenet_v2": (0.60, 7.3)},  # small runs: one or two models, a narrow range
     {"mobilenet_v2": (0.60, 7.3), "squeezenet1_0": (1.64, 16.4)}])
 def test_plot_labels_ticks_and_title_do_not_collide(models):
-    from matplotlib.text import Annotation
+    from matplotlib.text import Annotation, Text
 
     from bench.latency.plot import flops_figure
 
@@ -156,12 +156,14 @@ def test_plot_labels_ticks_and_title_do_not_collide(models):
     (ax,) = [a for a in fig.axes if a.get_visible()]
     labels = [t for t in ax.texts if isinstance(t, Annotation)]
     assert sorted(t.get_text() for t in labels) == sorted(models)
-    boxes = [t.get_window_extent(renderer) for t in labels]
+    boxes = [Text.get_window_extent(t, renderer) for t in labels]  # the text, not its leader
     assert not _overlapping(boxes)
     assert all(ax.bbox.y0 - 1 <= b.y0 and b.y1 <= ax.bbox.y1 + 1 for b in boxes)
     for axis in (ax.xaxis, ax.yaxis):
         ticks = _tick_label_boxes(axis, renderer)
         assert len(ticks) >= 2 and not _overlapping(ticks)
+        # plain numbers ("0.5", "20"), not mathtext powers of ten
+        assert all("$" not in t.get_text() for t in axis.get_ticklabels())
     title = fig._suptitle.get_window_extent(renderer)
     assert fig.bbox.x0 <= title.x0 and title.x1 <= fig.bbox.x1 and title.y1 <= fig.bbox.y1
     import matplotlib.pyplot as plt

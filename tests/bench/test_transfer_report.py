@@ -118,3 +118,49 @@ def test_cli_reports_unavailable_dataset_in_one_line(tmp_path, capsys, monkeypat
 def test_cli_info_flags(flag, tmp_path, capsys):
     assert main([flag, "--out", str(tmp_path)]) == 0
     assert capsys.readouterr().out
+
+
+def _figure_text(fig) -> str:
+    return fig._suptitle.get_text().replace("\n", " ")
+
+
+def test_plot_with_one_model_shows_per_dataset_bars_against_the_control():
+    import matplotlib.pyplot as plt
+
+    from bench.transfer.plot import transfer_figure
+
+    fig = transfer_figure(_records(), {"mobilenet_v2": 4.25})  # one model: no latency axis
+    linear, finetune = fig.axes
+    assert linear.get_xscale() == "linear"
+    assert [t.get_text() for t in linear.get_xticklabels()] == ["cifar10", "fashion-mnist"]
+    heights = sorted(round(p.get_height(), 3) for p in linear.patches)
+    assert heights == [0.11, 0.8, 0.8]  # ImageNet and random on cifar10, ImageNet on fashion
+    assert [round(p.get_height(), 3) for p in finetune.patches] == [0.8]
+    text = _figure_text(fig)
+    assert "ImageNet features vs random-weights control" in text and "mobilenet_v2" in text
+    assert "needs two or more models" in text and "4.25 ms" in text
+    plt.close(fig)
+    fig = transfer_figure(_records(), {})
+    assert "no CPU latency measured yet" in _figure_text(fig)
+    plt.close(fig)
+
+
+def test_plot_with_two_models_and_latency_is_accuracy_vs_latency():
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Annotation, Text
+
+    from bench.transfer.plot import transfer_figure
+
+    records = _records() + [replace(r, model="resnet18", accuracy=r.accuracy - 0.01)
+                            for r in _records()]
+    fig = transfer_figure(records, {"mobilenet_v2": 4.25, "resnet18": 18.0})
+    linear = fig.axes[0]
+    assert linear.get_xscale() == "log" and not linear.patches
+    renderer = fig.canvas.get_renderer()
+    fig.canvas.draw()
+    boxes = [Text.get_window_extent(t, renderer) for t in linear.texts
+             if isinstance(t, Annotation)]
+    assert len(boxes) == 6 and not any(a.overlaps(b) for i, a in enumerate(boxes)
+                                       for b in boxes[i + 1:])
+    assert "vs CPU latency" in _figure_text(fig)
+    plt.close(fig)
