@@ -69,6 +69,9 @@ def run_command(prog: str, body: Callable[[], int]) -> int:
     try:
         with terminate_as_interrupt():
             return int(body())
+    except BrokenPipeError:  # `modelzoo list | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return ExitCode.OK
     except OSError as exc:  # the file system refused (a path, permissions, a full disk)
         if exc.filename is None:
             raise

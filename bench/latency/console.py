@@ -33,28 +33,42 @@ def _fmt(x: Any, spec: str = ".3g") -> str:
     return "" if x is None or x == "" else format(x, spec)
 
 
-def summary_table(rows: list[dict[str, Any]], peak: float | None, title: str):
+_NARROW = 100  # below this width, p90 and load time are left to the CSV
+
+
+def summary_table(rows: list[dict[str, Any]], peak: float | None, title: str,
+                  width: int = 160):
+    from rich import box
     from rich.table import Table
 
     from bench.latency.report import fastest
 
     best = {(r["model"], r["batch_size"], r["runtime"]) for r in fastest(rows)}
-    table = Table(title=title, caption=f"measured fp32 peak: {_fmt(peak, '.1f')} GFLOP/s; "
-                                       "~ = IQR/median > 10%; * = fastest for the model")
-    for col in ("model", "runtime", "batch", "median ms", "IQR %", "p90 ms", "GFLOP/s",
-                "of peak", "load s", "RSS MB", "error"):
-        table.add_column(col, justify="left" if col in ("model", "runtime", "error") else "right",
+    wide, errors = width >= _NARROW, any(r["error"] for r in rows)
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False,
+                  caption=f"median and p90 in ms, peak RSS in MB; peak% = GFLOP/s over the measured fp32 peak "
+                          f"({_fmt(peak, '.1f')} GFLOP/s); ~ = IQR/median > 10%; * = fastest")
+    columns = ["model", "runtime", "batch", "median", "IQR%", *(["p90"] if wide else []),
+               "GFLOP/s", "peak%", *(["load s"] if wide else []), "RSS",
+               *(["error"] if errors else [])]
+    for col in columns:
+        text = col in ("model", "runtime", "error")
+        table.add_column(col, justify="left" if text else "right", no_wrap=col != "error",
                          overflow="fold")
     for r in rows:
-        iqr = r["iqr_ms"] / r["median_ms"] * 100 if r["median_ms"] else None
-        star = "*" if (r["model"], r["batch_size"], r["runtime"]) in best else ""
-        table.add_row(r["model"], f"{r['runtime']}{star}", str(r["batch_size"]),
-                      f"{_fmt(r['median_ms'])}{'~' if r['unstable'] else ''}", _fmt(iqr, ".1f"),
-                      _fmt(r["p90_ms"]), _fmt(r["gflops_per_s"], ".1f"),
-                      _fmt(r["peak_fraction"] and 100 * r["peak_fraction"], ".1f"),
-                      _fmt(r["load_s"], ".2f"), _fmt(r["peak_rss_mb"], ".0f"),
-                      (r["error"] or "")[:120])
+        table.add_row(*_cells(r, best, wide, errors))
     return table
+
+
+def _cells(r: dict[str, Any], best: set, wide: bool, errors: bool) -> list[str]:
+    iqr = r["iqr_ms"] / r["median_ms"] * 100 if r["median_ms"] else None
+    star = "*" if (r["model"], r["batch_size"], r["runtime"]) in best else ""
+    cells = [r["model"], f"{r['runtime']}{star}", str(r["batch_size"]),
+             f"{_fmt(r['median_ms'])}{'~' if r['unstable'] else ''}", _fmt(iqr, ".1f"),
+             *([_fmt(r["p90_ms"])] if wide else []), _fmt(r["gflops_per_s"], ".1f"),
+             _fmt(r["peak_fraction"] and 100 * r["peak_fraction"], ".1f"),
+             *([_fmt(r["load_s"], ".2f")] if wide else []), _fmt(r["peak_rss_mb"], ".0f")]
+    return cells + ([(r["error"] or "")[:120]] if errors else [])
 
 
 def run_with_progress(opts: "BenchOptions", env: dict[str, Any], name: str) -> int:
@@ -76,7 +90,7 @@ def run_with_progress(opts: "BenchOptions", env: dict[str, Any], name: str) -> i
     rows = table_rows(run)
     out = _console()
     out.print(summary_table(rows, run.peak.gflops_per_s if run.peak else None,
-                            f"{name} ({len(rows)} rows)"))
+                            f"{name} ({len(rows)} rows)", width=out.width))
     for kind, path in {"raw": raw_path, **paths}.items():
         out.print(f"{kind:4s} {path}")
     failed = sum(1 for r in rows if r["error"])

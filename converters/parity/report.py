@@ -60,33 +60,64 @@ def write_csv(reports: list[PairReport], path: Path) -> Path:
     return path
 
 
+# Series of different pairs often coincide (SavedModel and Keras are both exact copies of
+# the ONNX graph): distinct markers, hollow and shrinking, keep each one visible.
+_STYLES = (("o", 7, "-"), ("s", 6, "--"), ("^", 5, "-."), ("D", 4, ":"), ("v", 3, "-"))
+
+
 def plot_depth(reports: list[PairReport], path: Path) -> Path:
-    """Relative L2 error of every aligned tensor against its depth in the graph, per pair."""
+    """Relative L2 error of every aligned tensor against its depth in the graph, per pair,
+    with each precision's pass bar and the first divergent layer named at its marker."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    for r in reports:
+    fig, ax = plt.subplots(figsize=(9, 4.8))
+    for k, r in enumerate(reports):
+        marker, size, style = _STYLES[k % len(_STYLES)]
         pts = [(d.depth, max(d.rel_l2, 1e-12)) for d in r.diffs if math.isfinite(d.rel_l2)]
         if pts:
-            ax.plot(*zip(*pts), marker=".", linewidth=1, label=f"{r.reference} vs {r.test}")
-        first, nonfinite = r.first_divergent, r.first_nonfinite
-        if first:
-            ax.axvline(first.depth, linestyle="--", linewidth=0.8, color="red")
-        if nonfinite:  # NaN/Inf have no error to plot: mark where they start
-            ax.axvline(nonfinite.depth, linestyle=":", linewidth=1.2, color="purple")
+            line, = ax.plot(*zip(*pts), marker=marker, markersize=size, markerfacecolor="none",
+                            linestyle=style, linewidth=0.9, label=f"{r.reference} vs {r.test}")
+            _mark_failures(ax, r, line.get_color())
+    _pass_bars(ax, reports)
     ax.set_yscale("log")
     ax.set_xlabel("ONNX node index (depth)")
-    ax.set_ylabel("relative L2 error")
+    ax.set_ylabel("relative L2 error  (SNR = -20 log10 of it)")
     title = reports[0].model if reports else ""
     ax.set_title(f"{title}: per-layer error ({reports[0].weights if reports else ''})")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _pass_bars(ax, reports: list[PairReport]) -> None:
+    """A horizontal line per precision at the largest error that still passes."""
+    from converters.parity.metrics import TolerancePolicy
+
+    policy = TolerancePolicy()
+    for precision in sorted({r.precision for r in reports}):
+        snr = policy.for_(reports[0].model, precision).min_snr_db
+        ax.axhline(10 ** (-snr / 20), color="grey", linewidth=0.8, linestyle=(0, (6, 3)))
+        ax.annotate(f"{precision} pass bar (SNR {snr:g} dB)", (1.0, 10 ** (-snr / 20)),
+                    xycoords=("axes fraction", "data"), ha="right", va="bottom", fontsize=7,
+                    color="grey")
+
+
+def _mark_failures(ax, r: PairReport, color: str) -> None:
+    """The first divergent layer (and where NaN/Inf start) marked and named on the plot."""
+    first, nonfinite = r.first_divergent, r.first_nonfinite
+    for d, style, what in ((first, "--", "first divergent"), (nonfinite, ":", "non-finite from")):
+        if d is None or (what == "first divergent" and d.nonfinite):
+            continue
+        ax.axvline(d.depth, linestyle=style, linewidth=1.0, color=color)
+        ax.annotate(f"{what}: {d.module or '<top level>'} ({d.op})", (d.depth, 1.0),
+                    xycoords=("data", "axes fraction"), xytext=(-4, -4),
+                    textcoords="offset points", rotation=90, ha="right", va="top",
+                    fontsize=7, color=color)
 
 
 def describe(d, fused: list[str], modules: dict[str, str]) -> str:

@@ -90,3 +90,16 @@ def test_run_child_gives_the_child_sigterm_before_sigkill(tmp_path):
                           timeout=60)
     assert proc.returncode == 143, proc.stderr
     assert marker.exists()  # the child ran its SIGTERM handler rather than being SIGKILLed
+
+
+def test_a_closed_pipe_ends_the_command_quietly():
+    """`modelzoo list | head`: no BrokenPipeError traceback, exit 0."""
+    code = ("import sys\nfrom zoo.exits import run_command\n"
+            "def body():\n    for i in range(100000):\n        print('line', i)\n    return 0\n"
+            "sys.exit(run_command('prog', body))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith("line 0")
+    proc.stdout.close()
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=60) == 0 and stderr == ""
