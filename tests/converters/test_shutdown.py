@@ -32,7 +32,8 @@ def test_sigterm_mid_conversion_removes_the_stage(tmp_path):
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 143, stderr[-2000:]
     assert "Traceback" not in stderr
-    assert stderr.strip().splitlines()[-1].startswith("python -m converters: terminated (SIGTERM)")
+    assert stderr.strip().splitlines()[-1].startswith(
+        "python -m converters convert: terminated (SIGTERM)")
     assert list(out.iterdir()) == []  # neither a stage nor a folder that looks finished
 
 
