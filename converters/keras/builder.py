@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -12,6 +13,9 @@ from converters.keras.graph import Node, OnnxGraph, UnsupportedOpError, load_gra
 from converters.keras.layout import Const, Sym, preferred
 from converters.keras.naming import ModulePaths
 from converters.keras.ops import FOLDERS, HANDLERS, SUPPORTED_OPS
+
+if TYPE_CHECKING:
+    import onnx
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,8 @@ class KerasConversion:
 def onnx_to_keras(onnx_path: Path, *, name: str | None = None) -> KerasConversion:
     """Build a Keras model computing the same outputs as the ONNX file, on NHWC inputs.
 
-    Raises ``UnsupportedOpError`` naming the first node it cannot express.
+    Raises ``UnsupportedOpError`` naming every op it has no handler for (before
+    building anything), or the first node a handler cannot express.
     """
     graph = load_graph(Path(onnx_path))
     check_supported(graph)
@@ -50,26 +55,50 @@ def onnx_to_keras(onnx_path: Path, *, name: str | None = None) -> KerasConversio
     return KerasConversion(model, ctx.layer_map, ctx.tensors, ctx.module_outputs)
 
 
+def find_unsupported(onnx_model: "onnx.ModelProto | OnnxGraph | Path | str"
+                     ) -> dict[str, list[str]]:
+    """Every ONNX op type with no handler or folder -> its node names, in graph order."""
+    if isinstance(onnx_model, OnnxGraph):
+        named = [(n.op_type, n.name) for n in onnx_model.nodes]
+    elif isinstance(onnx_model, (str, Path)):
+        return find_unsupported(load_graph(Path(onnx_model)))
+    else:
+        named = [(n.op_type, n.name or f"{n.op_type}_{i}")
+                 for i, n in enumerate(onnx_model.graph.node)]
+    missing: dict[str, list[str]] = {}
+    for op_type, node_name in named:
+        if op_type not in HANDLERS and op_type not in FOLDERS:
+            missing.setdefault(op_type, []).append(node_name)
+    return missing
+
+
 def check_supported(graph: OnnxGraph) -> None:
-    supported = ", ".join(SUPPORTED_OPS)
-    for node in graph.nodes:
-        if node.op_type not in HANDLERS and node.op_type not in FOLDERS:
-            raise UnsupportedOpError(node.op_type, node.name, f"the Keras builder supports {supported}")
+    """Raise one ``UnsupportedOpError`` naming every missing op, before any layer is built."""
+    missing = find_unsupported(graph)
+    if missing:
+        supported = ", ".join(SUPPORTED_OPS)
+        raise UnsupportedOpError.of(missing, f"the Keras builder supports {supported}")
 
 
 def convert_node(ctx: BuildContext, node: Node) -> None:
     values = [ctx.values[i] if i else None for i in node.inputs]
     if node.op_type in FOLDERS and all(v is None or isinstance(v, Const) for v in values):
         folded = FOLDERS[node.op_type](node, values)
-        weights = [v.weight for v in values if v is not None and v.weight]
-        if weights:  # e.g. an Unsqueeze on a bias: the result is still that parameter
-            folded = Const(folded.value, folded.dynamic, weights[0])
-        ctx.bind(node, folded)
-        return
+        if folded is not None:
+            ctx.bind(node, _keep_weight(folded, values))
+            return
     handler = HANDLERS.get(node.op_type)
     if handler is None:
         raise node.unsupported("only evaluated on values known when the model is built")
     handler(ctx, node)
+
+
+def _keep_weight(folded: Const, inputs: list[Sym | Const | None]) -> Const:
+    """A parameter reshaped or gathered at build time is still that parameter (a variable)."""
+    weights = [v.weight for v in inputs if v is not None and v.weight]
+    if weights and np.issubdtype(folded.value.dtype, np.floating):
+        return Const(folded.value, folded.dynamic, weights[0])
+    return folded
 
 
 def _input(ctx: BuildContext, name: str, shape: tuple[int | None, ...]) -> keras.KerasTensor:
@@ -88,6 +117,9 @@ def _output(ctx: BuildContext, name: str) -> keras.KerasTensor:
     if not isinstance(value, Sym):
         raise UnsupportedOpError("Output", name, "the graph output is a constant")
     node = Node(f"/{name}", "Output", (name,), (name,))
+    if value.batch_axis != 0 or value.factor != 1:
+        raise node.unsupported(f"the output's batch axis is ONNX axis {value.batch_axis} "
+                               f"with {value.factor} entries per sample")
     out = ctx.to_layout(node, value, preferred(value.rank))
     ctx.tensors[name] = TensorRef(out.layer, out.perm)
     return out.tensor

@@ -66,15 +66,23 @@ class BuildContext:
         return self.namer.name(self.path(node), node.op_type, suffix)
 
     def emit(self, node: Node, layer: keras.layers.Layer, inputs: Any, perm: Perm, *,
-             weights: Sequence[np.ndarray] | None = None) -> Sym:
-        """Call ``layer`` as the Keras counterpart of ``node`` and bind the node's output."""
+             weights: Sequence[np.ndarray] | None = None, factor: int | None = None) -> Sym:
+        """Call ``layer`` as the Keras counterpart of ``node`` and bind the node's output.
+
+        ``factor`` (batch entries per sample on Keras axis 0) defaults to the inputs'.
+        """
         out = self.call(layer, inputs, weights=weights)
         self.layer_map[node.name] = layer.name
         for absorbed in node.absorbed:
             self.layer_map[absorbed] = layer.name
-        sym = Sym(out, perm, layer.name)
+        sym = Sym(out, perm, layer.name, self.input_factor(node) if factor is None else factor)
         self.bind(node, sym)
         return sym
+
+    def input_factor(self, node: Node) -> int:
+        """The batch factor of the node's tensor inputs (elementwise ops keep it)."""
+        factors = [v.factor for i in node.inputs if i and isinstance(v := self.values[i], Sym)]
+        return max(factors, default=1)
 
     def call(self, layer: keras.layers.Layer, inputs: Any, *,
              weights: Sequence[np.ndarray] | None = None) -> Any:
@@ -83,9 +91,11 @@ class BuildContext:
             layer.set_weights([np.asarray(w, dtype=np.float32) for w in weights])
         return out
 
-    def helper(self, node: Node, layer: keras.layers.Layer, inputs: Any, perm: Perm) -> Sym:
+    def helper(self, node: Node, layer: keras.layers.Layer, inputs: Any, perm: Perm,
+               factor: int | None = None) -> Sym:
         """A layer the builder adds in front of ``node``'s own (padding, permutes)."""
-        return Sym(self.call(layer, inputs), perm, layer.name)
+        factor = self.input_factor(node) if factor is None else factor
+        return Sym(self.call(layer, inputs), perm, layer.name, factor)
 
     def bind(self, node: Node, value: Sym | Const, output: int = 0) -> None:
         name = node.outputs[output]
@@ -107,5 +117,5 @@ class BuildContext:
             except ValueError as exc:
                 raise node.unsupported(str(exc)) from None
             layer = keras.layers.Permute(dims, name=self.layer_name(node, "perm"))
-            self._permuted[key] = self.helper(node, layer, sym.tensor, perm)
+            self._permuted[key] = self.helper(node, layer, sym.tensor, perm, sym.factor)
         return self._permuted[key]

@@ -19,7 +19,8 @@ def feature_extractor(conversion: KerasConversion, feature_layer: str | HasFeatu
 
     ``feature_layer`` is a module path (``"features"``, ``"classifier.5"``) or a
     catalog entry. A spatial output is global-average pooled, so the result is
-    ``(N, C)``. The layers are shared with ``conversion.model``.
+    ``(N, C)``; a token output ``(N, seq, C)`` is flattened as PyTorch's
+    ``flatten(1)`` does. The layers are shared with ``conversion.model``.
     """
     path = feature_layer if isinstance(feature_layer, str) else feature_layer.feature_layer
     tensor = conversion.module_outputs.get(path)
@@ -36,7 +37,12 @@ def feature_extractor(conversion: KerasConversion, feature_layer: str | HasFeatu
         pool = (keras.layers.GlobalAveragePooling2D(name=name) if spatial == [1, 2]
                 else ReduceMean(spatial, keepdims=False, name=name))
         out = pool(out)
-    elif len(ref.perm) != 2:
-        raise ValueError(f"{path!r} outputs a rank-{len(ref.perm)} tensor; expected 2 or 4")
+    elif len(ref.perm) != 2:  # tokens (N, seq, C): flattened in ONNX order, as torch's flatten(1)
+        if ref.perm[0] != 0:
+            raise ValueError(f"{path!r} outputs a tensor whose batch axis is ONNX axis {ref.perm[0]}")
+        if list(ref.perm) != sorted(ref.perm):
+            out = keras.layers.Permute(tuple(ref.perm.index(a) for a in range(1, len(ref.perm))),
+                                       name=f"{path}.features_perm")(out)
+        out = keras.layers.Flatten(name=f"{path}.features" if path else "features")(out)
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
     return keras.Model(inputs, out, name=f"{model.name}_features")

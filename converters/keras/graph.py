@@ -12,13 +12,28 @@ if TYPE_CHECKING:
 
 
 class UnsupportedOpError(ValueError):
-    """An ONNX node the Keras builder cannot express; names the op type and the node."""
+    """ONNX nodes the Keras builder cannot express; names each op type and its first node.
 
-    def __init__(self, op_type: str, node_name: str, reason: str = "") -> None:
+    ``op_type``/``node_name`` are the first; ``missing`` maps every op type
+    found missing to all its nodes (one entry when a handler refuses a node).
+    """
+
+    def __init__(self, op_type: str, node_name: str, reason: str = "",
+                 missing: dict[str, list[str]] | None = None) -> None:
         self.op_type = op_type
         self.node_name = node_name
+        self.missing = missing or {op_type: [node_name]}
         detail = f": {reason}" if reason else ""
-        super().__init__(f"unsupported ONNX op {op_type!r} at node {node_name!r}{detail}")
+        where = ", ".join(f"{op!r} at node {nodes[0]!r}"
+                          + (f" (+{len(nodes) - 1} more)" if len(nodes) > 1 else "")
+                          for op, nodes in self.missing.items())
+        plural = "s" if len(self.missing) > 1 else ""
+        super().__init__(f"unsupported ONNX op{plural} {where}{detail}")
+
+    @classmethod
+    def of(cls, missing: dict[str, list[str]], reason: str = "") -> "UnsupportedOpError":
+        op, nodes = next(iter(missing.items()))
+        return cls(op, nodes[0], reason, missing)
 
 
 @dataclass(frozen=True)

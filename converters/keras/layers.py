@@ -143,7 +143,10 @@ class Erf(keras.layers.Layer):
         return ops.erf(x)
 
 
-_BINARY = {"add": ops.add, "sub": ops.subtract, "mul": ops.multiply, "div": ops.divide}
+BINARY = {"add": ops.add, "sub": ops.subtract, "mul": ops.multiply, "div": ops.divide,
+          "pow": ops.power, "max": ops.maximum, "min": ops.minimum, "equal": ops.equal,
+          "less": ops.less, "greater": ops.greater, "and": ops.logical_and,
+          "or": ops.logical_or}
 
 
 @_register
@@ -159,10 +162,7 @@ class ConstantBinary(keras.layers.Layer):
 
     def call(self, x: Any) -> Any:
         c = ops.convert_to_tensor(self.constant, dtype=x.dtype)
-        return _BINARY[self.op](c, x) if self.constant_first else _BINARY[self.op](x, c)
-
-    def compute_output_shape(self, shape: tuple) -> tuple:
-        return tuple(shape)
+        return BINARY[self.op](c, x) if self.constant_first else BINARY[self.op](x, c)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "op": self.op, "constant": self.constant.tolist(),
@@ -185,10 +185,7 @@ class WeightBinary(keras.layers.Layer):
 
     def call(self, x: Any) -> Any:
         w = ops.cast(self.weight, x.dtype)
-        return _BINARY[self.op](w, x) if self.weight_first else _BINARY[self.op](x, w)
-
-    def compute_output_shape(self, shape: tuple) -> tuple:
-        return tuple(shape)
+        return BINARY[self.op](w, x) if self.weight_first else BINARY[self.op](x, w)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "op": self.op, "shape": self.weight_shape,

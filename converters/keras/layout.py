@@ -5,6 +5,12 @@ Keras axis ``j`` holds ONNX axis ``perm[j]``) or a ``Const`` (a value folded
 at build time). The layout is recorded as tensors are made, never guessed:
 an ONNX ``Transpose`` only relabels the layout, and a Keras ``Permute`` is
 inserted only where an op needs a particular axis order.
+
+Keras axis 0 always holds the one ONNX axis whose size depends on the batch
+(``perm[0]``; ONNX axis 0 at the input, but attention moves it: ViT's
+``(seq, batch, dim)``, timm's ``(3, batch, heads, seq, dim)``). Its size is
+``factor`` times the batch where the batch merges with other axes: Swin's
+``(batch * windows, 49, C)``, ViT's ``(seq, batch * heads, 64)``.
 """
 from __future__ import annotations
 
@@ -24,6 +30,12 @@ class Sym:
     tensor: Any  # keras.KerasTensor
     perm: Perm
     layer: str  # name of the Keras layer that produced ``tensor``
+    factor: int = 1  # Keras axis 0 holds ``factor * batch`` entries
+
+    @property
+    def batch_axis(self) -> int:
+        """The ONNX axis whose size depends on the batch."""
+        return self.perm[0]
 
     @property
     def rank(self) -> int:
@@ -110,8 +122,8 @@ def after_inserting(perm: Perm, axes: list[int]) -> Perm:
 
 def permute_dims(src: Perm, dst: Perm) -> tuple[int, ...]:
     """``keras.layers.Permute`` dims taking a tensor in layout ``src`` to ``dst``."""
-    if src[0] != 0 or dst[0] != 0:
-        raise ValueError(f"the batch axis must stay first ({src} -> {dst})")
+    if src[0] != dst[0]:
+        raise ValueError(f"the batch axis must stay first in Keras ({src} -> {dst})")
     return tuple(src.index(a) for a in dst[1:])
 
 

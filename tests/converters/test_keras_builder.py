@@ -13,8 +13,8 @@ keras_builder = pytest.importorskip("converters.keras")  # first: loads triton b
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-from converters.keras import (SUPPORTED_OPS, UnsupportedOpError, count_weights,  # noqa: E402
-                              feature_extractor, module_path_of_layer, onnx_to_keras)
+from converters.keras import (count_weights, feature_extractor,  # noqa: E402
+                              module_path_of_layer, onnx_to_keras)
 from converters.keras.layout import channels_last, plan_reshape  # noqa: E402
 from converters.keras.naming import ModulePaths  # noqa: E402
 from converters.onnx_export import export_onnx  # noqa: E402
@@ -327,19 +327,6 @@ def test_ops_pytorch_does_not_export(tmp_path: Path) -> None:
     x = _nchw_input(4)
     got = _keras_logits(onnx_to_keras(path).model, x)
     np.testing.assert_allclose(got, np.clip(0.2 * x + 0.5, 0, 1).max(axis=(2, 3)), atol=1e-6)
-
-
-def test_unsupported_op_names_op_and_node(tmp_path: Path) -> None:
-    from onnx import helper
-
-    path = _hand_built(tmp_path / "einsum.onnx", [
-        helper.make_node("Relu", ["input"], ["r"], name="/stem/Relu"),
-        helper.make_node("Einsum", ["r", "r"], ["logits"], name="/head/Einsum",
-                         equation="bchw,bchw->bc")])
-    with pytest.raises(UnsupportedOpError, match=r"'Einsum' at node '/head/Einsum'") as info:
-        onnx_to_keras(path)
-    assert isinstance(info.value, ValueError) and info.value.op_type == "Einsum"
-    assert "Einsum" not in SUPPORTED_OPS and "Conv" in SUPPORTED_OPS
 
 
 def test_save_and_load_in_fresh_process(tiny: dict, tmp_path: Path) -> None:

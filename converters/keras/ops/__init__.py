@@ -1,30 +1,17 @@
-"""One handler per ONNX op, dispatched through ``HANDLERS``; ``FOLDERS`` evaluate known values."""
+"""ONNX op handlers and build-time folders, registered by ``@register``/``@folds`` in each module.
+
+``HANDLERS`` (op -> handler building Keras layers), ``FOLDERS`` (op ->
+build-time evaluation) and ``SUPPORTED_OPS`` are views of that one registry.
+"""
 from __future__ import annotations
 
-from typing import Callable
+from converters.keras.ops import (attention, elementwise, fold, fold_math, nn, pool,  # noqa: F401
+                                  reshape, select, tensor)
+from converters.keras.ops.registry import FoldFn, Handler, OpEntry, entries
 
-from converters.keras.context import BuildContext
-from converters.keras.graph import Node
-from converters.keras.ops import elementwise, nn, pool, tensor
-from converters.keras.ops.fold import FOLDERS
+ENTRIES: dict[str, OpEntry] = entries()
+HANDLERS: dict[str, Handler] = {op: e.handler for op, e in ENTRIES.items() if e.handler}
+FOLDERS: dict[str, FoldFn] = {op: e.folder for op, e in ENTRIES.items() if e.folder}
+SUPPORTED_OPS: tuple[str, ...] = tuple(ENTRIES)
 
-Handler = Callable[[BuildContext, Node], None]
-
-HANDLERS: dict[str, Handler] = {
-    "Conv": nn.conv,
-    "BatchNormalization": nn.batch_normalization,
-    "Gemm": nn.gemm,
-    "MatMul": nn.matmul,
-    "LayerNormalization": nn.layer_normalization,
-    "MaxPool": pool.max_pool,
-    "AveragePool": pool.average_pool,
-    "GlobalAveragePool": pool.global_average_pool,
-    "GlobalMaxPool": pool.global_max_pool,
-    "ReduceMean": pool.reduce_mean,
-    **elementwise.HANDLERS,
-    **tensor.HANDLERS,
-}
-
-SUPPORTED_OPS: tuple[str, ...] = tuple(sorted(set(HANDLERS) | set(FOLDERS)))
-
-__all__ = ["FOLDERS", "HANDLERS", "SUPPORTED_OPS", "Handler"]
+__all__ = ["ENTRIES", "FOLDERS", "HANDLERS", "SUPPORTED_OPS", "FoldFn", "Handler", "OpEntry"]

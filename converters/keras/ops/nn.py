@@ -7,6 +7,8 @@ import numpy as np
 from converters.keras.context import BuildContext
 from converters.keras.graph import Node
 from converters.keras.layout import Sym, channels_last, identity
+from converters.keras.ops.attention import batched_matmul
+from converters.keras.ops.registry import register
 
 
 def _spatial_input(ctx: BuildContext, node: Node) -> Sym:
@@ -33,6 +35,7 @@ def _conv_padding(ctx: BuildContext, node: Node, x: Sym, kernel: tuple[int, int]
     return ctx.helper(node, pad, x.tensor, x.perm), "valid"
 
 
+@register("Conv", note="2-D, grouped and depthwise, any pads/strides/dilations")
 def conv(ctx: BuildContext, node: Node) -> None:
     x = _spatial_input(ctx, node)
     w, bias = ctx.weight(node, 1), ctx.weight(node, 2)
@@ -55,6 +58,7 @@ def conv(ctx: BuildContext, node: Node) -> None:
     ctx.emit(node, layer, x.tensor, x.perm, weights=[kernel, *extra])
 
 
+@register("BatchNormalization")
 def batch_normalization(ctx: BuildContext, node: Node) -> None:
     x = ctx.sym(node)
     if node.attr("training_mode", 0):
@@ -66,6 +70,7 @@ def batch_normalization(ctx: BuildContext, node: Node) -> None:
     ctx.emit(node, layer, x.tensor, x.perm, weights=[gamma, beta, mean, var])
 
 
+@register("Gemm")
 def gemm(ctx: BuildContext, node: Node) -> None:
     x = ctx.sym(node)
     if x.rank != 2 or node.attr("transA", 0):
@@ -79,8 +84,12 @@ def gemm(ctx: BuildContext, node: Node) -> None:
     ctx.emit(node, layer, x.tensor, x.perm, weights=[kernel, *extra])
 
 
+@register("MatMul", note="x @ W plus bias Add as Dense; batched, of two tensors")
 def matmul(ctx: BuildContext, node: Node) -> None:
     """``x @ W`` (+ bias when graph loading fused the Add) as a Dense on the last axis."""
+    if isinstance(ctx.value(node, 1), Sym):
+        batched_matmul(ctx, node)
+        return
     x = ctx.sym(node)
     kernel, bias = ctx.weight(node, 1), ctx.weight(node, 2)
     if kernel.ndim != 2:
@@ -91,10 +100,13 @@ def matmul(ctx: BuildContext, node: Node) -> None:
     ctx.emit(node, layer, x.tensor, x.perm, weights=[kernel] + ([] if bias is None else [bias]))
 
 
+@register("LayerNormalization")
 def layer_normalization(ctx: BuildContext, node: Node) -> None:
     x = ctx.sym(node)
     axis = node.attr("axis", -1) % x.rank
     onnx_axes = list(range(axis, x.rank))
+    if x.batch_axis in onnx_axes:
+        raise node.unsupported("normalising over the batch axis")
     keras_axes = sorted(x.keras_axis(a) for a in onnx_axes)
     scale, bias = ctx.weight(node, 1), ctx.weight(node, 2)
     if bias is None:

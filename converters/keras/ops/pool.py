@@ -15,6 +15,7 @@ from converters.keras.context import BuildContext
 from converters.keras.graph import Node
 from converters.keras.layers import ConstantPadding2D, ExactAveragePooling2D, ReduceMean, window_counts
 from converters.keras.layout import Sym, after_removing, channels_last
+from converters.keras.ops.registry import register
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ def _nhwc(ctx: BuildContext, node: Node) -> Sym:
     return ctx.to_layout(node, x, channels_last(4))
 
 
+@register("MaxPool")
 def max_pool(ctx: BuildContext, node: Node) -> None:
     if len(node.outputs) > 1 and node.outputs[1]:
         raise node.unsupported("the Indices output")
@@ -78,6 +80,7 @@ def max_pool(ctx: BuildContext, node: Node) -> None:
     ctx.emit(node, layer, x.tensor, x.perm)
 
 
+@register("AveragePool", note="ceil_mode, count_include_pad, asymmetric pads")
 def average_pool(ctx: BuildContext, node: Node) -> None:
     x = _nhwc(ctx, node)
     g = geometry(node, x)
@@ -96,18 +99,21 @@ def average_pool(ctx: BuildContext, node: Node) -> None:
     ctx.emit(node, layer, x.tensor, x.perm)
 
 
+@register("GlobalAveragePool")
 def global_average_pool(ctx: BuildContext, node: Node) -> None:
     x = _nhwc(ctx, node)
     layer = keras.layers.GlobalAveragePooling2D(keepdims=True, name=ctx.layer_name(node))
     ctx.emit(node, layer, x.tensor, x.perm)
 
 
+@register("GlobalMaxPool")
 def global_max_pool(ctx: BuildContext, node: Node) -> None:
     x = _nhwc(ctx, node)
     layer = keras.layers.GlobalMaxPooling2D(keepdims=True, name=ctx.layer_name(node))
     ctx.emit(node, layer, x.tensor, x.perm)
 
 
+@register("ReduceMean")
 def reduce_mean(ctx: BuildContext, node: Node) -> None:
     x = ctx.sym(node)
     axes_in = ctx.const(node, 1)
@@ -116,7 +122,7 @@ def reduce_mean(ctx: BuildContext, node: Node) -> None:
     keepdims = bool(node.attr("keepdims", 1))
     keras_axes = sorted(x.keras_axis(a) for a in axes)
     perm = x.perm if keepdims else after_removing(x.perm, axes)
-    if 0 in axes:
+    if x.batch_axis in axes:
         raise node.unsupported("a mean over the batch axis")
     if x.rank == 4 and keras_axes == [1, 2]:
         layer = keras.layers.GlobalAveragePooling2D(keepdims=keepdims, name=ctx.layer_name(node))

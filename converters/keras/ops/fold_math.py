@@ -1,0 +1,150 @@
+"""Build-time arithmetic, comparisons and selection (Swin's window mask, ViT's Expand shape).
+
+Batch-dependent entries hold the batch's coefficient, so only operations
+linear in the batch may touch them: scaling, exact division, shifts by zero.
+Anything else would fold a value true for one batch size only, so it is refused.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from converters.keras.graph import Node
+from converters.keras.layout import Const
+from converters.keras.ops.fold import static
+from converters.keras.ops.registry import FoldFn, folds
+
+
+def _masked(value: np.ndarray, *vals: Const) -> Const:
+    if all(v.dynamic is None for v in vals):
+        return Const(value)
+    mask = np.zeros(value.shape, bool)
+    for v in vals:
+        mask |= np.broadcast_to(v.mask(), value.shape)
+    return Const(value, mask)
+
+
+def _arith(fn: Callable[[np.ndarray, np.ndarray], np.ndarray], *, product: bool = False) -> FoldFn:
+    def fold(node: Node, vals: list[Const | None]) -> Const:
+        a, b = vals
+        value = np.asarray(fn(a.value, b.value)).astype(np.result_type(a.value, b.value))
+        if product and a.is_dynamic and b.is_dynamic:
+            raise node.unsupported("a product of two batch-dependent values")
+        if not product and _shifted(a, b, value.shape):
+            raise node.unsupported("a batch-dependent size shifted by a constant")
+        return _masked(value, a, b)
+    return fold
+
+
+def _shifted(a: Const, b: Const, shape: tuple[int, ...]) -> bool:
+    """Whether a batch entry meets a non-zero static one (``batch * f + c``: no multiple)."""
+    for x, y in ((a, b), (b, a)):
+        lone = np.broadcast_to(x.mask(), shape) & ~np.broadcast_to(y.mask(), shape)
+        if (lone & (np.broadcast_to(y.value, shape) != 0)).any():
+            return True
+    return False
+
+
+def _divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if np.issubdtype(a.dtype, np.integer) and np.issubdtype(b.dtype, np.integer):
+        return np.trunc(a / b)  # ONNX integer division truncates
+    return a / b
+
+
+folds("Add")(_arith(np.add))
+folds("Sub")(_arith(np.subtract))
+folds("Mul")(_arith(np.multiply, product=True))
+
+
+@folds("Div")
+def divide(node: Node, vals: list[Const | None]) -> Const:
+    a, b = vals
+    static(node, b)
+    if a.is_dynamic and np.issubdtype(a.value.dtype, np.integer):
+        inexact = np.broadcast_to(a.mask(), np.broadcast_shapes(a.value.shape, b.value.shape)) \
+            & (np.mod(a.value, b.value) != 0)
+        if inexact.any():  # (batch * f) // d is a multiple of the batch only when d divides f
+            raise node.unsupported("a batch-dependent size divided by a number not dividing it")
+    return _masked(np.asarray(_divide(a.value, b.value)).astype(
+        np.result_type(a.value, b.value)), a, b)
+
+
+def _static_binary(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> FoldFn:
+    def fold(node: Node, vals: list[Const | None]) -> Const:
+        static(node, *vals)
+        return Const(np.asarray(fn(vals[0].value, vals[1].value)))
+    return fold
+
+
+folds("Pow")(_static_binary(lambda a, b: np.power(a, b).astype(a.dtype)))
+folds("Less")(_static_binary(np.less))
+folds("LessOrEqual")(_static_binary(np.less_equal))
+folds("Greater")(_static_binary(np.greater))
+folds("GreaterOrEqual")(_static_binary(np.greater_equal))
+folds("And")(_static_binary(np.logical_and))
+folds("Or")(_static_binary(np.logical_or))
+folds("Xor")(_static_binary(np.logical_xor))
+
+
+@folds("Mod")
+def mod(node: Node, vals: list[Const | None]) -> Const:
+    static(node, *vals)
+    fn = np.fmod if node.attr("fmod", 0) else np.mod  # fmod=0: the divisor's sign, as Python's %
+    return Const(np.asarray(fn(vals[0].value, vals[1].value)))
+
+
+@folds("Equal")
+def equal(node: Node, vals: list[Const | None]) -> Const:
+    a, b = vals
+    value = np.asarray(np.equal(a.value, b.value))
+    dynamic = np.broadcast_to(a.mask(), value.shape) | np.broadcast_to(b.mask(), value.shape)
+    other = np.where(np.broadcast_to(a.mask(), value.shape), np.broadcast_to(b.value, value.shape),
+                     np.broadcast_to(a.value, value.shape))
+    if (dynamic & (other > 0)).any():  # a size equals a positive number for one batch size only
+        raise node.unsupported("comparing a batch-dependent size with a positive number")
+    return Const(value & ~dynamic)  # a size is never zero or negative: ViT's Expand(-1) test
+
+
+def _unary(fn: Callable[[np.ndarray], np.ndarray]) -> FoldFn:
+    def fold(node: Node, vals: list[Const | None]) -> Const:
+        static(node, vals[0])
+        return Const(np.asarray(fn(vals[0].value)).astype(
+            vals[0].value.dtype if vals[0].value.dtype != bool else bool))
+    return fold
+
+
+folds("Not")(_unary(np.logical_not))
+folds("Neg")(_unary(np.negative))
+folds("Abs")(_unary(np.abs))
+folds("Sqrt")(_unary(np.sqrt))
+folds("Exp")(_unary(np.exp))
+folds("Log")(_unary(np.log))
+folds("Reciprocal")(_unary(np.reciprocal))
+folds("Floor")(_unary(np.floor))
+folds("Ceil")(_unary(np.ceil))
+
+
+@folds("Where")
+def where(node: Node, vals: list[Const | None]) -> Const:
+    cond, x, y = vals
+    static(node, cond)
+    value = np.where(cond.value, x.value, y.value)
+    if x.dynamic is None and y.dynamic is None:
+        return Const(value)
+    mask = np.where(cond.value, x.mask(), y.mask())
+    return Const(value, np.broadcast_to(mask, value.shape).copy())
+
+
+def _variadic(fn: Callable[..., np.ndarray]) -> FoldFn:
+    def fold(node: Node, vals: list[Const | None]) -> Const:
+        static(node, *vals)
+        out = vals[0].value
+        for v in vals[1:]:
+            out = fn(out, v.value)
+        return Const(np.asarray(out))
+    return fold
+
+
+folds("Min")(_variadic(np.minimum))
+folds("Max")(_variadic(np.maximum))
