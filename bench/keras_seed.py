@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from converters.runners.base import to_nhwc
 from zoo.cli import add_results_argument, results_dir
 
 SEED = 0
@@ -64,9 +65,9 @@ def keras_run(onnx_path: Path, entry, data, *, epochs: int, batch: int, lr: floa
                   metrics=["accuracy"])
     (xtr, ytr), (xte, yte) = data
     t0 = time.perf_counter()
-    model.fit(xtr.transpose(0, 2, 3, 1), ytr, epochs=epochs, batch_size=batch, verbose=0)
+    model.fit(to_nhwc(xtr), ytr, epochs=epochs, batch_size=batch, verbose=0)
     fit_s = time.perf_counter() - t0
-    _, acc = model.evaluate(xte.transpose(0, 2, 3, 1), yte, batch_size=64, verbose=0)
+    _, acc = model.evaluate(to_nhwc(xte), yte, batch_size=64, verbose=0)
     return float(acc), fit_s, (model, base)
 
 
@@ -115,14 +116,15 @@ def unfreeze_moves_weights(model, base, data, *, steps: int = 3) -> float:
     model.compile(keras.optimizers.SGD(1e-3),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     (xtr, ytr), _ = data
-    model.fit(xtr[:16 * steps].transpose(0, 2, 3, 1), ytr[:16 * steps], batch_size=16,
+    model.fit(to_nhwc(xtr[:16 * steps]), ytr[:16 * steps], batch_size=16,
               epochs=1, verbose=0)
     return float(np.abs(keras.ops.convert_to_numpy(conv.kernel) - before).max())
 
 
 def write_results(results: list[SeedResult], unfreeze_delta: float, env: dict,
                   results_dir: Path) -> list[Path]:
-    from converters.env import markdown_header
+    from zoo.env import markdown_header
+    from zoo.tables import md_table
 
     results_dir.mkdir(parents=True, exist_ok=True)
     rows = [asdict(r) for r in results]
@@ -133,14 +135,14 @@ def write_results(results: list[SeedResult], unfreeze_delta: float, env: dict,
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+    table = md_table(list(rows[0]), [list(r.values()) for r in rows],
+                     cell=lambda v: f"{v:.4f}" if isinstance(v, float) else str(v))
     md = [markdown_header(env, "Keras transfer workflow on a converted backbone"),
           "Frozen backbone (catalog feature layer, global-average pooled) + new Dense(2) head, "
           "Adam, same images, seed and schedule in both frameworks.\n",
-          "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    md += ["| " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in r.values())
-           + " |" for r in rows]
-    md.append(f"\nUnfrozen backbone, 3 SGD steps: first conv kernel max |change| = "
-              f"{unfreeze_delta:.3e} (non-zero: the backbone really trains).")
+          table,
+          f"Unfrozen backbone, 3 SGD steps: first conv kernel max |change| = "
+          f"{unfreeze_delta:.3e} (non-zero: the backbone really trains)."]
     md_path = results_dir / "keras-seed.md"
     md_path.write_text("\n".join(md) + "\n")
     return [jsonl, csv_path, md_path]
@@ -158,10 +160,10 @@ def run(args: argparse.Namespace) -> int:
 
     import tempfile
 
-    from converters.env import environment
     from converters.onnx_export import export_onnx
     from zoo.build import build_model
     from zoo.data import shared_data_dir
+    from zoo.env import environment
     from zoo.meta import input_shape, published_meta
     from zoo.registry import get_entry
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from zoo.cli import add_results_argument, results_dir
+from zoo.tables import md_table
 
 _CHILD = """
 import json, sys, time
@@ -37,6 +38,14 @@ def time_once(folder: Path, threads: int | None) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def step_table(runs: list[dict]) -> str:
+    """Median seconds per step over the runs, library imports first."""
+    seconds = [("imports", [r["import_s"] for r in runs])]
+    seconds += [(step, [r["steps"][step] for r in runs]) for step in runs[0]["steps"]]
+    return md_table(("step", "median s"),
+                    [(step, f"{statistics.median(s):.2f}") for step, s in seconds])
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="?", default="squeezenet1_0")
     p.add_argument("--weights", default="random")
@@ -47,25 +56,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
 
-    from converters.env import environment, markdown_header
-    from zoo.exits import ExitCode
     from converters.pipeline import ConvertOptions, convert_model
+    from zoo.env import environment, markdown_header
+    from zoo.exits import ExitCode
 
     manifest = convert_model(args.model, ConvertOptions(weights=args.weights,
                                                         out_root=Path(args.out)),
                              log=lambda s: None)
     runs = [time_once(Path(args.out) / args.model, None) for _ in range(args.repeats)]
     totals = [r["import_s"] + r["parity_s"] for r in runs]
-    env = environment(weights=manifest.weights["label"], with_gpu=False)
+    env = environment(weights=manifest.weights.label, with_gpu=False)
     lines = [markdown_header(env, f"Per-layer parity time: {args.model}"),
              f"All pairs ({', '.join(k for k in runs[0]['steps'] if k.startswith('compare'))}), "
              f"{args.repeats} runs, each in a fresh process (imports included).\n",
              f"- total per run (s): {', '.join(f'{t:.1f}' for t in totals)}; "
              f"median {statistics.median(totals):.1f} s; all pairs passed: "
-             f"{all(r['passed'] for r in runs)}\n", "| step | median s |", "|---|---|"]
-    lines.append(f"| imports | {statistics.median(r['import_s'] for r in runs):.2f} |")
-    for step in runs[0]["steps"]:
-        lines.append(f"| {step} | {statistics.median(r['steps'][step] for r in runs):.2f} |")
+             f"{all(r['passed'] for r in runs)}\n", step_table(runs).rstrip("\n")]
     path = results_dir(args) / f"parity-time-{args.model}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")

@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Mapping
 
 import numpy as np
 
-# max |a - ref| <= atol + rtol * max |ref|, and top-1 agreement >= min_top1. The bound
-# is never tighter than twice PyTorch's own fp32 rounding (its gap to an fp64 run of
-# the same model and input): no artifact can be asked to be closer to PyTorch's fp32
-# logits than PyTorch is to the exact result. Only deep nets (inception_v3) reach it.
-TOLERANCE = {"fp32": (1e-4, 1e-5, 1.0), "fp16": (5e-2, 2e-2, 0.9)}
+from converters.errors import error_line
+from converters.tolerance import DEFAULT_POLICY, LogitTolerance
 
 
 @dataclass(frozen=True)
@@ -27,10 +25,17 @@ class Agreement:
     passed: bool
     error: str = ""
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         # null, not a bare NaN: manifest.json stays valid JSON for any reader
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                 for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Agreement":
+        """The record ``to_json`` wrote (null statistics back to NaN)."""
+        types = {f.name: f.type for f in fields(cls)}
+        return cls(**{k: math.nan if v is None and types[k] == "float" else v
+                      for k, v in data.items() if k in types})
 
 
 def _nonfinite(x: np.ndarray) -> str:
@@ -41,13 +46,14 @@ def _nonfinite(x: np.ndarray) -> str:
 
 
 def compare_logits(artifact: str, precision: str, logits: np.ndarray, ref: np.ndarray,
-                   *, torch_gap: float = 0.0) -> Agreement:
-    """``torch_gap``: max |PyTorch fp32 - PyTorch fp64| on the same input.
+                   *, torch_gap: float = 0.0, tol: LogitTolerance | None = None) -> Agreement:
+    """``torch_gap``: max |PyTorch fp32 - PyTorch fp64| on the same input; ``tol``: the
+    bounds (default: the precision's in ``converters.tolerance``).
 
     NaN or Inf in either set of logits fails the row with an error saying how many,
     rather than a max |err| of nan that reads like a (huge) numerical error.
     """
-    atol, rtol, min_top1 = TOLERANCE[precision]
+    tol = tol or DEFAULT_POLICY.by_precision[precision].logits
     for what, x in (("output", logits), ("PyTorch reference output", ref)):
         if counts := _nonfinite(x):
             nan = float("nan")
@@ -55,18 +61,18 @@ def compare_logits(artifact: str, precision: str, logits: np.ndarray, ref: np.nd
                              0.0, nan, False, f"non-finite {what} ({counts})")
     diff = np.abs(logits.astype(np.float64) - ref.astype(np.float64))
     ref_max = float(np.abs(ref).max())
-    tol = max(atol + rtol * ref_max, 2 * torch_gap)
+    bound = tol.bound(ref_max, torch_gap)
     top1 = float(np.mean(logits.argmax(1) == ref.argmax(1)))
     return Agreement(artifact, precision, int(ref.shape[0]), float(diff.max()), float(diff.mean()),
-                     ref_max, torch_gap, top1, tol, bool(diff.max() <= tol and top1 >= min_top1))
+                     ref_max, torch_gap, top1, bound,
+                     bool(diff.max() <= bound and top1 >= tol.min_top1))
 
 
 def failed_run(artifact: str, precision: str, n_images: int, exc: BaseException) -> Agreement:
     """The record of an artifact that raised instead of producing logits."""
-    first_line = (str(exc).strip().splitlines() or [""])[0][:300]
     nan = float("nan")
     return Agreement(artifact, precision, n_images, nan, nan, nan, nan, 0.0, nan, False,
-                     f"{type(exc).__name__}: {first_line}")
+                     error_line(exc))
 
 
 def torch_rounding_gap(model, x: np.ndarray) -> float:

@@ -26,21 +26,20 @@ def _print_agreement(manifest) -> None:
     from rich.table import Table
 
     table = Table(title=f"{manifest.model}: agreement with PyTorch on "
-                        f"{manifest.agreement[0]['n_images'] if manifest.agreement else 0} photos "
-                        f"({manifest.weights['label']})")
+                        f"{manifest.agreement[0].n_images if manifest.agreement else 0} photos "
+                        f"({manifest.weights.label})")
     for col in ("artifact", "prec", "max |err|", "mean |err|", "tolerance", "top-1",
                 "result"):
         table.add_column(col, justify="left" if col in ("artifact", "prec") else "right",
                          overflow="fold")
     for a in manifest.agreement:
-        if a.get("error"):
-            table.add_row(a["artifact"], a["precision"], "-", "-", "-", "-",
-                          f"[red]ERROR[/red] {a['error'][:90]}")
+        if a.error:
+            table.add_row(a.artifact, a.precision, "-", "-", "-", "-",
+                          f"[red]ERROR[/red] {a.error[:90]}")
             continue
-        ok = "[green]pass[/green]" if a["passed"] else "[red]FAIL[/red]"
-        table.add_row(a["artifact"], a["precision"], f"{a['max_abs_err']:.2e}",
-                      f"{a['mean_abs_err']:.2e}", f"{a['tolerance']:.1e}",
-                      f"{a['top1_agreement']:.0%}", ok)
+        ok = "[green]pass[/green]" if a.passed else "[red]FAIL[/red]"
+        table.add_row(a.artifact, a.precision, f"{a.max_abs_err:.2e}", f"{a.mean_abs_err:.2e}",
+                      f"{a.tolerance:.1e}", f"{a.top1_agreement:.0%}", ok)
     stdout_console().print(table)
 
 
@@ -52,7 +51,7 @@ def _convert(args: argparse.Namespace) -> int:
     _print_agreement(manifest)
     print(f"artifacts: {Path(args.out) / args.model}/ (manifest.json lists them)")
     status = 0
-    if not all(a["passed"] for a in manifest.agreement):
+    if not all(a.passed for a in manifest.agreement):
         print(f"error: {args.model}: some artifacts disagree with PyTorch beyond tolerance",
               file=sys.stderr)
         status = EXIT_DISAGREE
@@ -111,9 +110,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _parity_catalog(args: argparse.Namespace) -> int:
-    from converters.env import environment
-    from converters.parity.catalog import collect_rows, run_catalog, write_tables
+    from converters.parity.catalog import run_catalog
+    from converters.parity.catalog_table import collect_rows, write_tables
     from zoo.cli import expand_models
+    from zoo.env import environment
     from zoo.registry import list_models
 
     models = expand_models(args.models, list_models())  # unknown names fail before any work

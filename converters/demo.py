@@ -38,7 +38,7 @@ def classify_cat(folder: Path, manifest: Manifest) -> list[Prediction]:
     entry = get_entry(manifest.model)
     x = preprocess_images([cat_photo()], published_meta(entry).preprocessing)
     categories = weights_member(entry).meta["categories"]
-    model, _ = build_model(entry, weights=manifest.weights["spec"])
+    model, _ = build_model(entry, weights=manifest.weights.spec)
     with torch.inference_mode():
         logits = {"pytorch": model(torch.from_numpy(x)).numpy()}
     for record in manifest.artifacts:

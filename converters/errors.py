@@ -26,3 +26,10 @@ def reporting_user_errors(body: Callable[[], int]) -> int:
     except USER_ERRORS as exc:
         print(f"error: {first_line(exc, 1000)}", file=sys.stderr)
         return ExitCode.BAD_INPUT
+
+
+def error_line(exc: BaseException, limit: int = 300) -> str:
+    """``Type: first line of the message`` (``Type`` alone when there is none): how a
+    table row records an artifact that raised instead of producing numbers."""
+    name = type(exc).__name__
+    return f"{name}: {first_line(exc, limit)}" if str(exc).strip() else name

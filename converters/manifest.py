@@ -12,7 +12,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal, Protocol
 
-from converters.env import library_versions
+from converters.agreement import Agreement
+from zoo.env import library_versions
+from zoo.weights import WeightsSource
 
 MANIFEST = "manifest.json"
 VERSIONED = ("torch", "torchvision", "onnx", "onnxruntime", "onnx2tf", "tensorflow", "keras",
@@ -54,11 +56,11 @@ class _Recorded(Protocol):
 @dataclass
 class Manifest:
     model: str
-    weights: dict[str, Any]
+    weights: WeightsSource
     input_spec: dict[str, Any]
     artifacts: list[ArtifactRecord] = field(default_factory=list)
     step_seconds: dict[str, float] = field(default_factory=dict)
-    agreement: list[dict[str, Any]] = field(default_factory=list)
+    agreement: list[Agreement] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
     created: str = ""
     host: dict[str, str] = field(default_factory=dict)
@@ -71,12 +73,16 @@ class Manifest:
         raise KeyError(f"{self.model}: no {fmt} artifact in the manifest")
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # the typed fields write their own JSON: the weights' derived spec, NaN as null
+        return {**asdict(self), "weights": self.weights.to_json(),
+                "agreement": [a.to_json() for a in self.agreement]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Manifest":
         data = dict(data)
+        data["weights"] = WeightsSource.from_json(data["weights"])
         data["artifacts"] = [ArtifactRecord(**a) for a in data.get("artifacts", [])]
+        data["agreement"] = [Agreement.from_json(a) for a in data.get("agreement", [])]
         data["side_files"] = [FileRecord(**f) for f in data.get("side_files", [])]
         return cls(**data)
 
@@ -93,7 +99,7 @@ def load_manifest(folder: Path) -> Manifest:
         raise FileNotFoundError(f"no {MANIFEST} in {folder}: run `make convert` for this model first")
     try:
         return Manifest.from_json(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError) as exc:
+    except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as exc:
         raise ValueError(f"{path} is corrupt ({exc}); convert the model again") from None
 
 

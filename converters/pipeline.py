@@ -17,9 +17,9 @@ from converters.agreement import Agreement, compare_logits, failed_run, torch_ro
 from converters.manifest import (ArtifactRecord, Damage, Manifest, file_record, staged_folder,
                                  verify_artifacts)
 from converters.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx
+from converters.runners import NCHW_TO_NHWC, RunnerSpec, make_runner
 from converters.terminal import Status, no_status
-from converters.runners import RunnerSpec, make_runner
-from converters.tf_export import NCHW_TO_NHWC
+from converters.tolerance import DEFAULT_POLICY, TolerancePolicy
 from zoo.build import build_model
 from zoo.data import SamplePhotos, sample_photos
 from zoo.meta import input_shape, published_meta
@@ -86,7 +86,7 @@ def convert_model(name: str, opts: ConvertOptions = ConvertOptions(),
     prep = published_meta(entry).preprocessing
     photos = sample_photos(opts.n_images)
     manifest = Manifest(
-        model=name, weights=source.to_json(),
+        model=name, weights=source,
         input_spec={"name": INPUT_NAME, "shape": [-1, *shape[1:]], "dtype": "float32",
                     "layout": "NCHW", "output": OUTPUT_NAME, "preprocessing": prep.__dict__,
                     "sample_photos": photos.source})
@@ -97,7 +97,7 @@ def convert_model(name: str, opts: ConvertOptions = ConvertOptions(),
         with timer.step("agreement", f"agreement: every artifact vs PyTorch on "
                                      f"{len(photos.images)} photos"):
             agreement = check_agreement(stage, manifest, model, photos)
-        manifest.agreement = [a.to_json() for a in agreement]
+        manifest.agreement = agreement
         manifest.side_files = [file_record(stage, stage / p) for p in parity_side_files(manifest)
                                if (stage / p).exists()]
         manifest.write(stage)
@@ -158,7 +158,7 @@ def check_existing(folder: Path, weights_spec: str, *, full: bool = False) -> Ex
     except ValueError:  # manifest.json itself is corrupt: nothing in the folder can be trusted
         return Existing(False, [unreadable_manifest(folder)])
     listed = {a.format for a in manifest.artifacts}
-    if manifest.weights.get("spec") != weights_spec or not set(ConvertOptions().formats) <= listed:
+    if manifest.weights.spec != weights_spec or not set(ConvertOptions().formats) <= listed:
         return Existing(False, [])
     return Existing(True, verify_artifacts(folder, manifest, required=parity_side_files(manifest),
                                            full=full))
@@ -176,9 +176,9 @@ def runner_spec(folder: Path, record: ArtifactRecord, threads: int | None = None
                       threads=threads)
 
 
-def check_agreement(folder: Path, manifest: Manifest, model, photos: SamplePhotos
-                    ) -> list[Agreement]:
-    """Logits of every artifact vs PyTorch on the sample photos."""
+def check_agreement(folder: Path, manifest: Manifest, model, photos: SamplePhotos, *,
+                    policy: TolerancePolicy = DEFAULT_POLICY) -> list[Agreement]:
+    """Logits of every artifact vs PyTorch on the sample photos, held to ``policy``."""
     import torch
 
     prep = published_meta(get_entry(manifest.model)).preprocessing
@@ -194,6 +194,7 @@ def check_agreement(folder: Path, manifest: Manifest, model, photos: SamplePhoto
         except Exception as exc:  # a converted artifact that cannot run is a failed check
             results.append(failed_run(record.format, record.precision, len(x), exc))
             continue
+        tol = policy.for_(manifest.model, record.precision).logits
         results.append(compare_logits(record.format, record.precision, logits, ref,
-                                      torch_gap=gap))
+                                      torch_gap=gap, tol=tol))
     return results

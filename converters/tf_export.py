@@ -15,8 +15,9 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from converters.runners.base import NCHW_TO_NHWC
+
 CALIBRATION_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
-NCHW_TO_NHWC = (0, 2, 3, 1)
 
 
 TENSOR_MAP = "tf_tensor_map.json"

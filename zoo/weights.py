@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from zoo.data import downloads_allowed
 from zoo.entry import ModelEntry
@@ -45,6 +45,12 @@ class WeightsSource:
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "label": self.label, "location": self.location,
                 "pretrained": self.pretrained, "seed": self.seed, "spec": self.spec}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "WeightsSource":
+        """What ``to_json`` wrote (``spec`` is derived again, so it is not read back)."""
+        return cls(data["kind"], data["label"], data["location"], bool(data["pretrained"]),
+                   data.get("seed"))
 
 
 def parse_spec(spec: str | None) -> tuple[str, str | None]:

@@ -53,8 +53,8 @@ def manifest_weights(folder: Path) -> Existing | None:
         manifest = load_manifest(folder)
     except FileNotFoundError:
         return None
-    spec = "imagenet" if manifest.weights["kind"] == "imagenet" else manifest.weights["spec"]
-    return Existing(spec, manifest.weights["label"], tuple(a.format for a in manifest.artifacts),
+    spec = "imagenet" if manifest.weights.kind == "imagenet" else manifest.weights.spec
+    return Existing(spec, manifest.weights.label, tuple(a.format for a in manifest.artifacts),
                     manifest)
 
 

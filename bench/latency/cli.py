@@ -77,6 +77,7 @@ def parse_options(args: argparse.Namespace):
     """Validated BenchOptions; ValueError with a one-line reason otherwise."""
     from bench.latency.orchestrate import BenchOptions
     from bench.latency.runtimes import get_runtime, runtimes_for
+    from bench.latency.timing import TimingPolicy
     from zoo.registry import list_models
 
     models = expand_models(args.models, list_models())
@@ -91,8 +92,9 @@ def parse_options(args: argparse.Namespace):
     _check_bounds(args, batches)
     return BenchOptions(
         device=args.device, models=tuple(models), runtimes=tuple(runtimes), batch_sizes=batches,
-        threads=args.threads, min_time=args.min_time, min_runs=args.min_runs,
-        warmup_runs=args.warmup, warmup_time=args.warmup_time, max_time=args.max_time,
+        threads=args.threads, timing=TimingPolicy(
+            min_time=args.min_time, min_runs=args.min_runs, warmup_runs=args.warmup,
+            warmup_time=args.warmup_time, max_time=args.max_time),
         weights=args.weights,
         artifacts_root=args.artifacts, results_dir=results_dir(args), name=args.name,
         job_timeout=args.job_timeout, reconvert=args.reconvert,
@@ -102,7 +104,7 @@ def parse_options(args: argparse.Namespace):
 
 def _check_bounds(args: argparse.Namespace, batches: tuple[int, ...]) -> None:
     """Every number within what makes sense here; ValueError naming the first that is not."""
-    from bench.env import available_cpus
+    from zoo.env import available_cpus
 
     cpus = available_cpus()
     if not 1 <= args.threads <= cpus:
@@ -147,16 +149,17 @@ def run_name(opts: Any, env: dict[str, Any]) -> str:
 
 
 def header(opts: Any, command: list[str]) -> dict[str, Any]:
-    from bench.env import environment
+    from zoo.env import environment
 
     env = environment(threads=opts.threads, weights=opts.weights,
                       with_gpu=opts.device == "cuda")
     env["bench"] = {
         "device": opts.device, "models": list(opts.models), "runtimes": list(opts.runtimes),
         "batch_sizes": list(opts.batch_sizes), "command": command,
-        "timing": {"min_time_s": opts.min_time, "min_runs": opts.min_runs,
-                   "warmup_runs": opts.warmup_runs, "warmup_time_s": opts.warmup_time,
-                   "max_time_s": opts.max_time, "repeats": opts.repeats}}
+        "timing": {"min_time_s": opts.timing.min_time, "min_runs": opts.timing.min_runs,
+                   "warmup_runs": opts.timing.warmup_runs,
+                   "warmup_time_s": opts.timing.warmup_time,
+                   "max_time_s": opts.timing.max_time, "repeats": opts.repeats}}
     return env
 
 

@@ -45,8 +45,9 @@ def verdict(pairs: list[MedianPair], tolerance: float) -> str:
 
 
 def write_markdown(pairs: list[MedianPair], a: Path, b: Path, tolerance: float, out: Path) -> Path:
-    from bench.env import markdown_header
-    from bench.latency.markdown import md_table
+    from bench.latency.markdown import number_cell
+    from zoo.env import markdown_header
+    from zoo.tables import md_table
 
     rows = [(*p.key[:2], p.key[3], p.key[4], p.a_ms, p.b_ms, f"{100 * p.rel_diff:.1f}%",
              "" if p.rel_diff <= tolerance else "> tolerance") for p in pairs]
@@ -55,7 +56,7 @@ def write_markdown(pairs: list[MedianPair], a: Path, b: Path, tolerance: float, 
             + "- difference = |A - B| / min(A, B) of the medians\n"
             + f"- {verdict(pairs, tolerance)}\n\n"
             + md_table(("model", "runtime", "batch", "threads", "A median ms", "B median ms",
-                        "difference", ""), rows))
+                        "difference", ""), rows, cell=number_cell))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     return out

@@ -6,9 +6,10 @@ that calls it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-from bench.env import markdown_header
+from zoo.env import markdown_header
+from zoo.tables import md_table
 
 if TYPE_CHECKING:
     from bench.latency.records import PeakRecord, RawRun
@@ -17,17 +18,13 @@ MB = 2**20
 SIZE_FORMATS = ("onnx", "tf_savedmodel", "tflite_fp32", "tflite_fp16", "keras")
 
 
-def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    def cell(v: Any) -> str:
-        if v is None or v == "":
-            return ""
-        if isinstance(v, float):
-            return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
-        return str(v).replace("|", "\\|")
-
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+def number_cell(v: Any) -> str:
+    """A latency table cell: 3 significant digits, thousands as whole numbers, ``|`` escaped."""
+    if v is None or v == "":
+        return ""
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+    return str(v).replace("|", "\\|")
 
 
 def _pct(x: float | None) -> str:
@@ -74,7 +71,7 @@ def _fastest(best: list[dict[str, Any]]) -> str:
                      "GFLOP/s", "of peak"),
                     ((r["model"], r["weights"], r["batch_size"], r["runtime"], r["median_ms"],
                       r["images_per_s"], r["gflops_per_s"], _pct(r["peak_fraction"]))
-                     for r in best))
+                     for r in best), cell=number_cell)
 
 
 def _static(run: "RawRun") -> str:
@@ -87,7 +84,8 @@ def _static(run: "RawRun") -> str:
             for s in run.static.values()]
     return md_table(("model", "weights", "params (M)", "GFLOPs (2/MAC) counted",
                      "GFLOPs (2/MAC) published",
-                     "state dict MB", *(f"{f} MB" for f in SIZE_FORMATS), "error"), rows)
+                     "state dict MB", *(f"{f} MB" for f in SIZE_FORMATS), "error"), rows,
+                    cell=number_cell)
 
 
 def _latency(rows: list[dict[str, Any]]) -> str:
@@ -103,7 +101,7 @@ def _latency(rows: list[dict[str, Any]]) -> str:
           r["p90_ms"], r["p99_ms"], r["mean_ms"], r["images_per_s"], r["n_samples"],
           r["n_processes"],
           _pct(r["process_spread"]), r["load_s"], r["peak_rss_mb"],
-          r["gflops_per_s"], _pct(r["peak_fraction"]), r["error"]) for r in rows))
+          r["gflops_per_s"], _pct(r["peak_fraction"]), r["error"]) for r in rows), cell=number_cell)
 
 
 def _overhead(run: "RawRun") -> str:
@@ -119,7 +117,7 @@ def _overhead(run: "RawRun") -> str:
             "harness's own cost per sample (timing an empty call) relative to the call.\n\n"
             + md_table(("model", "runtime", "batch", "process", "bare ms", "harness ms",
                         "harness - bare",
-                        "empty call ns", "empty / call"), rows))
+                        "empty call ns", "empty / call"), rows, cell=number_cell))
 
 
 def write_markdown(run: "RawRun", rows: list[dict[str, Any]], path: Path, *,

@@ -20,6 +20,7 @@ from zoo.exits import stop_process_group
 from bench.latency.peak_cache import default_cache_dir as default_peak_cache_dir
 from bench.latency.records import (ConvertRecord, Job, LatencyRecord, PeakRecord, StaticRecord,
                                    thread_env)
+from bench.latency.timing import TimingPolicy
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,11 +32,7 @@ class BenchOptions:
     runtimes: tuple[str, ...]
     batch_sizes: tuple[int, ...] = (1,)
     threads: int = 1
-    min_time: float = 2.0
-    min_runs: int = 10
-    warmup_runs: int = 3
-    warmup_time: float = 0.5
-    max_time: float = 60.0
+    timing: TimingPolicy = TimingPolicy()
     weights: str = "auto"
     artifacts_root: Path = Path("artifacts")
     results_dir: Path = Path("results")
@@ -54,9 +51,7 @@ class BenchOptions:
         settings: dict[str, Any] = dict(
             device=self.device, batch_sizes=self.batch_sizes, threads=self.threads,
             weights=self.weights, artifacts_root=str(self.artifacts_root.resolve()),
-            min_time=self.min_time, min_runs=self.min_runs, warmup_runs=self.warmup_runs,
-            warmup_time=self.warmup_time, max_time=self.max_time,
-            check_overhead=self.check_overhead, on_damaged=self.on_damaged)
+            timing=self.timing, check_overhead=self.check_overhead, on_damaged=self.on_damaged)
         return Job(kind=kind, **{**settings, **overrides})
 
 
@@ -161,8 +156,9 @@ def measure_static(opts: BenchOptions, conv: ConvertRecord) -> StaticRecord:
 
 def measure_peak(opts: BenchOptions, when: str) -> PeakRecord:
     # A GEMM is steady: up to 1 s and 5 calls per size is plenty.
-    job = replace(opts.job("peak"), min_time=min(1.0, opts.min_time),
-                  min_runs=max(3, min(5, opts.min_runs)))
+    timing = replace(opts.timing, min_time=min(1.0, opts.timing.min_time),
+                     min_runs=max(3, min(5, opts.timing.min_runs)))
+    job = opts.job("peak", timing=timing)
     try:
         record = PeakRecord.from_json(run_worker(job, opts.job_timeout)[0])
     except WorkerError as exc:

@@ -84,12 +84,11 @@ def gemm_peak(job: Job) -> PeakRecord:
     torch.set_num_threads(job.threads)
     if job.device == "cuda":
         strict_fp32()
-    policy = job.policy()
     clock = "cuda_event" if job.device == "cuda" else "perf_counter"
     by_size: dict[str, dict[str, Any]] = {}
     for lib, make in GEMMS[job.device].items():
         for n in GEMM_SIZES[job.device]:
-            m = measure(make(job, n), policy, clock=clock)
+            m = measure(make(job, n), job.timing, clock=clock)
             flops = 2 * n**3
             by_size[f"{lib} n={n}"] = {
                 "gflops_per_s": flops / min(m.raw_times) / 1e9,

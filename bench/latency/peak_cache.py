@@ -36,7 +36,7 @@ class PeakKey:
 
     @classmethod
     def for_machine(cls, device: str, threads: int, hardware: str) -> "PeakKey":
-        from bench.env import library_versions
+        from zoo.env import library_versions
         from bench.latency import peak
 
         code = hashlib.sha256(Path(peak.__file__).read_bytes()).hexdigest()[:16]

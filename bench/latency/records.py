@@ -9,10 +9,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
-if TYPE_CHECKING:
-    from bench.latency.timing import TimingPolicy
+from bench.latency.timing import TimingPolicy
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                    "TF_NUM_INTRAOP_THREADS")
@@ -25,6 +24,9 @@ def thread_env(threads: int) -> dict[str, str]:
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     env["MODELZOO_OFFLINE"] = "1"
     return env
+
+
+_TIMING_FIELDS = tuple(f.name for f in fields(TimingPolicy))
 
 
 def _from_dict(cls: type, data: Mapping[str, Any]):
@@ -61,11 +63,7 @@ class Job:
     weights_label: str = ""
     artifacts_root: str = "artifacts"
     formats: tuple[str, ...] = ()
-    min_time: float = 2.0
-    min_runs: int = 10
-    warmup_runs: int = 3
-    warmup_time: float = 0.5
-    max_time: float = 60.0
+    timing: TimingPolicy = TimingPolicy()
     note: str = ""  # context for error text (e.g. why an artifact is missing)
     check_overhead: bool = False
     reconvert: bool = False
@@ -76,14 +74,11 @@ class Job:
 
     @classmethod
     def from_json(cls, text: str) -> "Job":
-        return _from_dict(cls, json.loads(text))
-
-    def policy(self) -> "TimingPolicy":
-        from bench.latency.timing import TimingPolicy
-
-        return TimingPolicy(min_time=self.min_time, min_runs=self.min_runs,
-                            warmup_runs=self.warmup_runs, warmup_time=self.warmup_time,
-                            max_time=self.max_time)
+        data = json.loads(text)
+        timing = data.pop("timing", None)
+        if timing is None:  # a job from before TimingPolicy travelled whole: flat fields
+            timing = {k: data.pop(k) for k in _TIMING_FIELDS if k in data}
+        return _from_dict(cls, {**data, "timing": TimingPolicy(**timing)})
 
 
 @dataclass

@@ -56,7 +56,7 @@ def pooled(records: list[LatencyRecord]) -> tuple[dict[str, Any], dict[str, Any]
     return both.summary_ms(), {"n_processes": len(ok), "process_spread": spread}
 
 
-def _error_text(records: list[LatencyRecord]) -> str:
+def _processes_error(records: list[LatencyRecord]) -> str:
     failed = [r for r in records if r.error]
     if not failed:
         return ""
@@ -88,7 +88,7 @@ def table_row(run: RawRun, records: list[LatencyRecord]) -> dict[str, Any]:
            "params": static.params if static else None,
            "gflops": _round(gflops), "gflops_per_s": _round(rate),
            "peak_fraction": _round(rate / peak) if rate and peak else None,
-           "error": _error_text(records),
+           "error": _processes_error(records),
            "unstable": m.get("unstable"), "peak_gpu_mb": _round(max(gpu)) if gpu else None,
            "artifact_mb": _round(r.artifact_bytes / MB) if r.artifact_bytes else None,
            "n_processes": procs.get("n_processes", 0),

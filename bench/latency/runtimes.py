@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     from bench.latency.records import Job
     from converters.runners import BaseRunner, RunnerSpec
 
-NHWC = (0, 2, 3, 1)
 # TF32 off: rows labelled fp32 compute in fp32 on every runtime, as the peak GEMM does.
 ORT_PROVIDERS: dict[str, tuple[Any, ...]] = {
     "cpu": ("CPUExecutionProvider",),
@@ -48,9 +47,9 @@ class Runtime:
 
     def torch_spec(self, job: "Job") -> "RunnerSpec":
         """The spec of a PyTorch runtime (no artifact file: the catalog builds the model)."""
-        from converters.runners import RunnerSpec
+        from converters.runners import NCHW_TO_NHWC, RunnerSpec
 
-        perm = NHWC if self.layout == "NHWC" else None
+        perm = NCHW_TO_NHWC if self.layout == "NHWC" else None
         return RunnerSpec("pytorch", f"torchvision:{job.model}", input_permutation=perm,
                           threads=job.threads)
 

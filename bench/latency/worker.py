@@ -124,9 +124,8 @@ def _measure_row(job: Job, rt: "Runtime", runner: "BaseRunner", row: LatencyReco
         out = next(iter(first.values()))
         if out.shape[0] != row.batch_size or not np.isfinite(out).all():
             raise RuntimeError(f"bad output: shape {out.shape}, finite={np.isfinite(out).all()}")
-        policy = job.policy()
         call = lambda: runner.run_prepared(native)  # noqa: E731
-        m = measure(call, policy, clock=rt.clock(job.device))
+        m = measure(call, job.timing, clock=rt.clock(job.device))
         row.measurement = m.to_json()
         if job.check_overhead:
             from bench.latency.overhead import harness_overhead
@@ -169,6 +168,8 @@ HANDLERS: dict[str, Callable[[Job], list]] = {
 
 
 def _error_text(exc: BaseException) -> str:
+    """The whole message on one line, not ``zoo.exits.first_line``: TensorFlow and ONNX
+    Runtime put the cause after a first line that says little ("Graph execution error:")."""
     text = f"{type(exc).__name__}: {exc}".strip()
     return " ".join(text.split())[:500]
 

@@ -172,8 +172,8 @@ def _run_all(args: argparse.Namespace, opts: "RunOptions", out: Path) -> tuple[i
 
 def _bad_options(args: argparse.Namespace) -> str:
     """Why these options cannot run, in one line, or ""."""
-    from bench.env import available_cpus
     from bench.transfer.cache import default_cache_dir
+    from zoo.env import available_cpus
     from zoo.exits import OutputDirError, require_writable_dir
 
     cpus = available_cpus()
@@ -215,8 +215,8 @@ def run(args: argparse.Namespace) -> int:
         return ExitCode.BAD_INPUT
     import torch
 
-    from bench.env import environment
     from bench.transfer.records import append_env, new_run_id
+    from zoo.env import environment
 
     torch.set_num_threads(args.threads)
     run_id = new_run_id()

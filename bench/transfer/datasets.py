@@ -29,6 +29,7 @@ from bench.transfer.readers import (ArrayReader, FileReader, ImageFile, ImageRea
                                     IndexedReader, TorchvisionReader, Unreadable,
                                     UnreadableImageError, hash_array, read_idx, scan_images)
 from zoo.data import downloads_allowed
+from zoo.exits import first_line
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -237,7 +238,7 @@ def _folder_split(root: Path, name: str, split: str, strict: bool) -> Split:
     try:
         folder = ImageFolder(str(root))
     except (FileNotFoundError, RuntimeError) as exc:
-        raise DatasetUnavailableError(f"{root}: {str(exc).splitlines()[0]}") from None
+        raise DatasetUnavailableError(f"{root}: {first_line(exc, 1000)}") from None
     scanned = scan_images(p for p, _ in folder.samples)
     bad = [s for s in scanned if isinstance(s, Unreadable)]
     if bad and strict:

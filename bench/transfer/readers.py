@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Protocol
 
 import numpy as np
 
+from zoo.exits import first_line
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -95,7 +97,7 @@ def scan_images(paths: Iterable[str]) -> list[ImageFile | Unreadable]:
 
 
 def one_line(exc: BaseException) -> str:
-    """The message of an error, also when a DataLoader worker re-raised it.
+    """``zoo.exits.first_line`` of an error, also when a DataLoader worker re-raised it.
 
     Worker errors arrive as ``Caught X in DataLoader worker ...`` followed by the
     original traceback, whose last line holds the original message.
@@ -103,7 +105,7 @@ def one_line(exc: BaseException) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     if len(lines) > 1 and lines[0].startswith("Caught "):
         return lines[-1].partition(": ")[2] or lines[-1]
-    return lines[0] if lines else type(exc).__name__
+    return first_line(exc, 1000)  # the length every command allows its `error:` line
 
 
 class FileReader:

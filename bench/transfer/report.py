@@ -11,6 +11,7 @@ from typing import Any
 # The plot takes plain latencies (ms per model), so it never imports this module back.
 from bench.transfer.plot import plot_transfer
 from bench.transfer.records import CSV_COLUMNS, TransferRecord, latest, read_jsonl
+from zoo.tables import md_table
 
 LATENCY_GLOB = "latency-cpu-*.csv"
 
@@ -118,25 +119,23 @@ MD_COLUMNS = ("model", "weights", "dataset", "protocol", "n_train", "n_test", "r
               "details")
 
 
-def _md_row(r: TransferRecord, latency: dict[str, Latency]) -> str:
+def _md_cells(r: TransferRecord, latency: dict[str, Latency]) -> tuple[str, ...]:
     lat = latency.get(r.model)
-    cells = (r.model, r.weights, r.dataset, r.protocol, str(r.n_train), str(r.n_test),
-             f"{r.resolution} ({r.resize_mode})", f"{r.accuracy:.4f}", f"{1 / r.num_classes:.2f}",
-             _fmt(r.extract_s), _fmt(r.fit_s), _fmt(r.features_s, 2), _fmt(r.cache_hit),
-             lat.text() if lat else "not measured", _details(r))
-    return "| " + " | ".join(cells) + " |"
+    return (r.model, r.weights, r.dataset, r.protocol, str(r.n_train), str(r.n_test),
+            f"{r.resolution} ({r.resize_mode})", f"{r.accuracy:.4f}", f"{1 / r.num_classes:.2f}",
+            _fmt(r.extract_s), _fmt(r.fit_s), _fmt(r.features_s, 2), _fmt(r.cache_hit),
+            lat.text() if lat else "not measured", _details(r))
 
 
 def markdown(records: list[TransferRecord], envs: dict[str, dict[str, Any]],
              latency: dict[str, Latency]) -> str:
-    from bench.env import markdown_header
+    from zoo.env import markdown_header
 
     env = envs.get(records[-1].run_id) if records else None
     text = markdown_header(env, "Transfer accuracy (linear probe and fine-tuning)") if env else (
         "# Transfer accuracy\n\nNo records yet.\n")
     text += _notes(records, latency)
-    text += "| " + " | ".join(MD_COLUMNS) + " |\n|" + "---|" * len(MD_COLUMNS) + "\n"
-    text += "".join(_md_row(r, latency) + "\n" for r in records)
+    text += md_table(MD_COLUMNS, [_md_cells(r, latency) for r in records])
     text += _datasets_section(records) + _weights_section(records) + _runs_section(records, envs)
     return text
 
@@ -158,12 +157,10 @@ def _datasets_section(records: list[TransferRecord]) -> str:
     seen: dict[str, TransferRecord] = {}
     for r in records:
         seen.setdefault(r.dataset, r)
-    lines = ["\n## Datasets\n\n| dataset | classes | train / test images | grayscale -> RGB | "
-             "source |\n|---|---|---|---|---|"]
-    lines += [f"| {d} | {r.num_classes} | {_fmt(r.dataset_train_size)} / "
-              f"{_fmt(r.dataset_test_size)} | {r.grayscale_text} | {r.dataset_source} |"
-              for d, r in seen.items()]
-    return "\n".join(lines) + "\n"
+    rows = [(d, r.num_classes, f"{_fmt(r.dataset_train_size)} / {_fmt(r.dataset_test_size)}",
+             r.grayscale_text, r.dataset_source) for d, r in seen.items()]
+    return "\n## Datasets\n\n" + md_table(
+        ("dataset", "classes", "train / test images", "grayscale -> RGB", "source"), rows)
 
 
 def _weights_section(records: list[TransferRecord]) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from converters.parity.graph_index import GraphIndex
+from converters.runners.base import NCHW_TO_NHWC, to_nhwc
 
 
 @dataclass
@@ -64,7 +65,7 @@ def capture_tflite(path: Path, tensor_map: dict, x: np.ndarray, fmt: str) -> Cap
     from converters.runners import RunnerSpec
     from converters.runners.tflite_runner import TfliteRunner
 
-    runner = TfliteRunner(RunnerSpec(fmt, str(path), input_permutation=(0, 2, 3, 1)),
+    runner = TfliteRunner(RunnerSpec(fmt, str(path), input_permutation=NCHW_TO_NHWC),
                           preserve_all_tensors=True)
     with runner:
         out = runner.infer({"input": x})
@@ -117,7 +118,7 @@ def capture_keras(path: Path, x: np.ndarray) -> Capture:
     layer_names = {layer.name for layer in model.layers}
     names = [n for n, r in record.items() if r["layer"] in layer_names]
     probe = keras.Model(model.inputs, [model.get_layer(record[n]["layer"]).output for n in names])
-    values = probe(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), training=False)
+    values = probe(to_nhwc(x), training=False)
     tensors = {n: to_onnx_layout(np.asarray(v), record[n]["permutation"])
                for n, v in zip(names, values if isinstance(values, list) else [values])}
     unaligned = {n: "no Keras layer (folded into a neighbour)" for n in record
@@ -150,7 +151,7 @@ def capture_tf(onnx_path: Path, saved_model: Path, x: np.ndarray, calibration_im
     names = [n for n, r in tensor_map.items() if r["tf_layer"] in layers]
     outputs = [layers[tensor_map[n]["tf_layer"]].output for n in names]
     probe = tf_keras.Model(model.inputs, outputs)
-    values = probe(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), training=False)
+    values = probe(to_nhwc(x), training=False)
     values = values if isinstance(values, (list, tuple)) else [values]
     tensors = {n: to_onnx_layout(np.asarray(v), tensor_map[n]["permutation"])
                for n, v in zip(names, values)}
@@ -166,7 +167,7 @@ def _check_against_saved_model(tensors: dict[str, np.ndarray], saved_model: Path
     from converters.runners.tf_runner import SavedModelRunner
 
     runner = SavedModelRunner(RunnerSpec("tf_savedmodel", str(saved_model),
-                                         input_permutation=(0, 2, 3, 1)))
+                                         input_permutation=NCHW_TO_NHWC))
     with runner:
         out = runner.infer({"input": x})
     for name, value in out.items():

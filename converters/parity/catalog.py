@@ -1,99 +1,43 @@
-"""The catalog-wide parity table: every model converted and checked, one subprocess each."""
+"""Parity for many catalog models: each one checked by ``python -m converters parity`` in a
+fresh process (TensorFlow and big models leak memory), one after the other.
+
+It stays in ``converters``: it runs a converters command and backs ``parity-catalog``, a
+converters command, and ``converters`` may not import ``bench``. Only the running is here;
+the table is built by ``converters.parity.catalog_table`` from what each run leaves on disk
+(its parity JSON, or a one-line error file), so another executor can replace this loop.
+"""
 from __future__ import annotations
 
-import csv
-import json
+import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
+from converters.parity.catalog_table import error_file
 from zoo.exits import run_child
-
-COLUMNS = ("model", "weights", "pair", "precision", "result", "aligned", "aligned_fraction",
-           "first_divergent", "worst_layer", "worst_snr_db", "worst_max_abs", "error")
 
 
 def run_catalog(models: list[str], *, out_root: Path, weights: str = "auto",
-                log=print) -> None:
-    """``python -m converters parity`` per model in a fresh process (TF and big models leak)."""
+                log: Callable[[str], None] = print) -> None:
+    """``python -m converters parity`` per model in a fresh process."""
     for i, model in enumerate(models, 1):
         t0 = time.perf_counter()
         proc = run_child([sys.executable, "-m", "converters", "parity", model,
                           "--weights", weights, "--out", str(out_root)])
-        err_file = out_root / f"{model}.parity-error.txt"
-        errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
-        if proc.returncode == 2 or not (out_root / model / "parity").is_dir():
-            lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-            err_file.write_text((errors[-1] if errors else lines[-1] if lines else
-                                 f"exit {proc.returncode}") + "\n")
-        elif err_file.exists():
-            err_file.unlink()
+        record_outcome(model, proc, out_root)
         log(f"[{i}/{len(models)}] {model}: exit {proc.returncode} "
             f"({time.perf_counter() - t0:.0f} s)")
 
 
-def collect_rows(models: list[str], out_root: Path) -> list[dict]:
-    rows = []
-    for model in models:
-        err_file = out_root / f"{model}.parity-error.txt"
-        if err_file.exists():
-            rows.append({"model": model, "result": "error",
-                         "error": err_file.read_text().strip()})
-            continue
-        for path in sorted((out_root / model / "parity").glob("*_vs_*.json")):
-            rows.append(_row(json.loads(path.read_text())))
-    return rows
-
-
-def _where(d: dict | None) -> str:
-    return f"{d['module'] or '<top level>'} ({d['op']})" if d else ""
-
-
-def _first_failure(r: dict) -> str:
-    """The first divergent layer, and where NaN/Inf first appear, said as such."""
-    first, nonfinite = r["first_divergent"], r.get("first_nonfinite")
-    parts = [_where(first)] if first and not first.get("nonfinite") else []
-    if nonfinite:
-        parts.append(f"non-finite values ({nonfinite['nonfinite']}) first at {_where(nonfinite)}")
-    return "; ".join(parts)
-
-
-def _worst_snr(worst: dict | None) -> str | float:
-    if not worst:
-        return ""
-    if worst.get("nonfinite"):
-        return "non-finite"
-    return round(worst["snr_db"], 1) if worst["snr_db"] is not None else ""
-
-
-def _row(r: dict) -> dict:
-    worst = r["worst"]
-    return {"model": r["model"], "weights": r["weights"],
-            "pair": f"{r['reference']} vs {r['test']}", "precision": r["precision"],
-            "result": "pass" if r["passed"] else "FAIL",
-            "aligned": f"{r['n_aligned']}/{r['n_onnx_tensors']}",
-            "aligned_fraction": r["aligned_fraction"], "first_divergent": _first_failure(r),
-            "worst_layer": _where(worst), "worst_snr_db": _worst_snr(worst),
-            "worst_max_abs": f"{worst['max_abs']:.2e}" if worst and worst["max_abs"] is not None
-            else "", "error": r.get("error", "")}
-
-
-def write_tables(rows: list[dict], results: Path, env: dict) -> tuple[Path, Path]:
-    from converters.env import markdown_header
-
-    results.mkdir(parents=True, exist_ok=True)
-    csv_path, md_path = results / "parity-catalog.csv", results / "parity-catalog.md"
-    with csv_path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=COLUMNS)
-        w.writeheader()
-        for row in rows:
-            w.writerow({k: row.get(k, "") for k in COLUMNS})
-    lines = [markdown_header(env, "Per-layer parity across the catalog"),
-             "Each row compares every aligned intermediate tensor of one format pair "
-             "(fp32: SNR >= 80 dB and cosine >= 0.99999; fp16: SNR >= 30 dB and cosine >= 0.999). "
-             "`aligned` counts ONNX float tensors with a counterpart; per-model JSON under "
-             "`artifacts/<model>/parity/` says why the others have none.\n",
-             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(str(row.get(k, "")) for k in COLUMNS) + " |" for row in rows]
-    md_path.write_text("\n".join(lines) + "\n")
-    return csv_path, md_path
+def record_outcome(model: str, proc: subprocess.CompletedProcess, out_root: Path) -> None:
+    """Leave the model's error file when its run checked nothing (bad input, or no parity
+    folder), saying why in one line; remove a stale one otherwise."""
+    err_file = error_file(out_root, model)
+    if proc.returncode == 2 or not (out_root / model / "parity").is_dir():
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        errors = [ln for ln in lines if ln.startswith("error:")]
+        err_file.write_text((errors[-1] if errors else lines[-1] if lines else
+                             f"exit {proc.returncode}") + "\n")
+    elif err_file.exists():
+        err_file.unlink()

@@ -1,37 +1,12 @@
-"""Per-tensor error statistics and the tolerance policy."""
+"""Per-tensor error statistics, judged against ``converters.tolerance``'s bars."""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class Tolerance:
-    """A tensor passes when its SNR and cosine similarity clear these bars.
-
-    SNR = 10 log10(sum ref^2 / sum err^2): 80 dB is a relative L2 error of
-    1e-4, comfortably above fp32 round-off (~120 dB) and far below any real
-    bug; fp16 storage/arithmetic sits near 60-70 dB on early layers and
-    degrades with depth, so its bar is 30 dB (relative error ~3%).
-    """
-
-    min_snr_db: float
-    min_cosine: float
-
-
-@dataclass(frozen=True)
-class TolerancePolicy:
-    by_precision: dict[str, Tolerance] = field(default_factory=lambda: {
-        "fp32": Tolerance(min_snr_db=80.0, min_cosine=0.99999),
-        "fp16": Tolerance(min_snr_db=30.0, min_cosine=0.999),
-    })
-    # per-model overrides: {"model": {"fp16": Tolerance(...)}}
-    overrides: dict[str, dict[str, Tolerance]] = field(default_factory=dict)
-
-    def for_(self, model: str, precision: str) -> Tolerance:
-        return self.overrides.get(model, {}).get(precision, self.by_precision[precision])
+from converters.tolerance import TensorTolerance
 
 
 @dataclass(frozen=True)
@@ -86,7 +61,7 @@ def _energy_stats(r: np.ndarray, t: np.ndarray) -> tuple[float, float, float]:
 
 
 def diff_tensors(ref: np.ndarray, test: np.ndarray, *, name: str, module: str, op: str,
-                 depth: int, tol: Tolerance, labels: tuple[str, str] = ("reference", "test")
+                 depth: int, tol: TensorTolerance, labels: tuple[str, str] = ("reference", "test")
                  ) -> TensorDiff:
     """Error statistics of ``test`` against ``ref``; ``labels`` name them in ``nonfinite``.
 

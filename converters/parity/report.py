@@ -96,11 +96,10 @@ def plot_depth(reports: list[PairReport], path: Path) -> Path:
 
 def _pass_bars(ax, reports: list[PairReport]) -> None:
     """A horizontal line per precision at the largest error that still passes."""
-    from converters.parity.metrics import TolerancePolicy
+    from converters.tolerance import DEFAULT_POLICY
 
-    policy = TolerancePolicy()
     for precision in sorted({r.precision for r in reports}):
-        snr = policy.for_(reports[0].model, precision).min_snr_db
+        snr = DEFAULT_POLICY.for_(reports[0].model, precision).tensors.min_snr_db
         ax.axhline(10 ** (-snr / 20), color="grey", linewidth=0.8, linestyle=(0, (6, 3)))
         ax.annotate(f"{precision} pass bar (SNR {snr:g} dB)", (1.0, 10 ** (-snr / 20)),
                     xycoords=("axes fraction", "data"), ha="right", va="bottom", fontsize=7,

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
+from converters.errors import error_line
 from converters.manifest import Manifest, load_manifest
 from converters.parity.capture import (Capture, capture_keras, capture_onnx, capture_tf,
                                        capture_tflite, capture_torch)
 from converters.parity.graph_index import GraphIndex, index_graph
+from converters.parity.metrics import TensorDiff, diff_tensors
 from converters.terminal import Status, no_status
-from converters.parity.metrics import TensorDiff, TolerancePolicy, diff_tensors
+from converters.tolerance import DEFAULT_POLICY, TolerancePolicy
 
 PAIRS: tuple[tuple[str, str], ...] = (
     ("pytorch", "onnx"), ("onnx", "tf_savedmodel"), ("onnx", "tflite_fp32"),
@@ -97,7 +99,7 @@ def capture_format(fmt: str, folder: Path, manifest: Manifest, inputs: ParityInp
     if fmt == "pytorch":
         from zoo.build import build_model
 
-        model, _ = build_model(manifest.model, weights=manifest.weights["spec"])
+        model, _ = build_model(manifest.model, weights=manifest.weights.spec)
         return capture_torch(model, inputs.x, index)
     if fmt == "onnx":
         return capture_onnx(onnx_path, inputs.x)
@@ -116,13 +118,12 @@ def _capture_or_error(fmt: str, folder: Path, manifest: Manifest, inputs: Parity
     try:
         return capture_format(fmt, folder, manifest, inputs, index)
     except Exception as exc:  # an artifact that cannot run fails its pairs, with the reason
-        first = (str(exc).strip().splitlines() or [""])[0][:300]
-        return f"{fmt}: {type(exc).__name__}: {first}"
+        return f"{fmt}: {error_line(exc)}"
 
 
 def compare(ref: Capture, test: Capture, index: GraphIndex, *, model: str, weights: str,
             precision: str, inputs: str, policy: TolerancePolicy) -> PairReport:
-    tol = policy.for_(model, precision)
+    tol = policy.for_(model, precision).tensors
     diffs, unaligned = [], {}
     for site in index.sites:
         a, b = ref.tensors.get(site.name), test.tensors.get(site.name)
@@ -153,7 +154,7 @@ def run_parity(folder: Path, *, pairs: tuple[tuple[str, str], ...] = PAIRS,
 
     timings = {} if timings is None else timings
     manifest = load_manifest(folder)
-    policy = policy or TolerancePolicy()
+    policy = policy or DEFAULT_POLICY
     inputs = inputs or parity_inputs(manifest)
     index = index_graph(folder / manifest.artifact("onnx").path)
     captures: dict[str, Capture | str] = {}
@@ -168,14 +169,14 @@ def run_parity(folder: Path, *, pairs: tuple[tuple[str, str], ...] = PAIRS,
         precision = "fp16" if test_fmt.endswith("fp16") else "fp32"
         failed = [c for c in (captures[ref_fmt], captures[test_fmt]) if isinstance(c, str)]
         if failed:
-            reports.append(PairReport(manifest.model, manifest.weights["label"], ref_fmt,
+            reports.append(PairReport(manifest.model, manifest.weights.label, ref_fmt,
                                       test_fmt, precision, inputs.description,
                                       len(index.sites), [], {}, error=failed[0]))
             continue
         t0 = time.perf_counter()
         with status(f"parity: comparing {ref_fmt} vs {test_fmt}"):
             reports.append(compare(captures[ref_fmt], captures[test_fmt], index,
-                                   model=manifest.model, weights=manifest.weights["label"],
+                                   model=manifest.model, weights=manifest.weights.label,
                                    precision=precision, inputs=inputs.description,
                                    policy=policy))
         timings[f"compare {ref_fmt} vs {test_fmt}"] = time.perf_counter() - t0

@@ -1,7 +1,7 @@
 """Interchangeable runners: one per artifact format, chosen by ``make_runner``."""
 from __future__ import annotations
 
-from converters.runners.base import BaseRunner, RunnerSpec
+from converters.runners.base import NCHW_TO_NHWC, BaseRunner, RunnerSpec, to_nhwc
 
 
 def make_runner(spec: RunnerSpec, **kwargs) -> BaseRunner:
@@ -24,4 +24,4 @@ def make_runner(spec: RunnerSpec, **kwargs) -> BaseRunner:
     raise ValueError(f"no runner for artifact format {spec.format!r}")
 
 
-__all__ = ["BaseRunner", "RunnerSpec", "make_runner"]
+__all__ = ["NCHW_TO_NHWC", "BaseRunner", "RunnerSpec", "make_runner", "to_nhwc"]

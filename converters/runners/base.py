@@ -15,6 +15,14 @@ import numpy as np
 
 Feed = Mapping[str, np.ndarray]
 Outputs = "OrderedDict[str, np.ndarray]"
+# canonical NCHW -> the NHWC layout of TF, TFLite and Keras (axis j of the result is axis
+# NCHW_TO_NHWC[j] of the input), as manifests and tensor maps record it
+NCHW_TO_NHWC = (0, 2, 3, 1)
+
+
+def to_nhwc(x: np.ndarray) -> np.ndarray:
+    """An NCHW array in NHWC layout, contiguous (what TF and TFLite copy to anyway)."""
+    return np.ascontiguousarray(x.transpose(NCHW_TO_NHWC))
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ def write_synthetic_raw(path: Path, *, medians_ms: dict[str, float], peak: float
     slower one after), a static record, one row per runtime."""
     import json
 
-    from bench.env import environment
+    from zoo.env import environment
     from bench.latency.records import LatencyRecord, PeakRecord, StaticRecord
     from bench.latency.timing import Measurement
 

@@ -17,6 +17,7 @@ from bench.latency.timing import Measurement, TimingPolicy, measure
 from tests.bench.latency_helpers import FAST_ARGS, read_csv, run_bench_cli, write_synthetic_raw
 from zoo.meta import published_meta
 from zoo.registry import get_entry
+from zoo.weights import WeightsSource
 
 MODEL = "squeezenet1_1"
 
@@ -61,6 +62,17 @@ def test_measure_follows_the_policy_on_a_known_sleep():
                      TimingPolicy(min_time=10, min_runs=1000, warmup_runs=0, warmup_time=0,
                                   max_time=0.03, floor_runs=3))
     assert 3 <= capped.n < 10  # max_time stops a slow row after floor_runs calls
+
+
+def test_job_carries_its_timing_policy_through_json():
+    """The worker gets the job as JSON; a job written with flat timing fields still reads."""
+    timing = TimingPolicy(min_time=0.5, min_runs=4, warmup_runs=1, warmup_time=0.0, max_time=9)
+    job = Job(kind="latency", model="m", batch_sizes=(1, 8), timing=timing)
+    assert Job.from_json(job.to_json()) == job
+    flat = json.loads(job.to_json())
+    flat.update(flat.pop("timing"))
+    del flat["floor_runs"]  # never sent before the policy travelled whole
+    assert Job.from_json(json.dumps(flat)) == job
 
 
 def test_harness_overhead_is_negligible_on_a_fixed_workload():
@@ -348,7 +360,7 @@ def test_failing_runtime_is_a_row_and_the_run_goes_on(bench_run):
 
 
 def test_cli_rejects_bad_input_in_one_line(capsys, tmp_path):
-    from bench.env import available_cpus
+    from zoo.env import available_cpus
     from bench.latency.cli import main
 
     (tmp_path / "file").write_text("x")
@@ -456,7 +468,7 @@ def _write_artifacts(folder, formats, *, model=None):
         records.append(ArtifactRecord(fmt, f.path, "NCHW", "fp32", None, f.size_bytes, f.sha256,
                                       f.mtime_ns))
     Manifest(model=model or folder.name,
-             weights={"kind": "random", "spec": "random:0", "label": "random weights (seed 0)"},
+             weights=WeightsSource("random", "random weights (seed 0)", "", False, 0),
              input_spec={}, artifacts=records).write(folder)
     return folder
 

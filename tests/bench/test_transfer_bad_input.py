@@ -14,7 +14,7 @@ from bench.transfer.features import extract_features, transform_spec
 from bench.transfer.linear import ProbeDataError, check_train_labels
 from bench.transfer.readers import UnreadableImageError, one_line
 from bench.transfer.records import TransferRecord
-from bench.transfer.testing import add_unreadable_files, make_image_folder
+from tests.support.images import add_unreadable_files, make_image_folder
 from zoo.build import build_model
 from zoo.exits import ExitCode
 from zoo.meta import published_meta
@@ -156,7 +156,7 @@ def test_grayscale_text_and_old_boolean_records():
 
 
 def test_options_out_of_bounds_fail_in_one_line_before_any_work(tmp_path, capsys):
-    from bench.env import available_cpus
+    from zoo.env import available_cpus
 
     (tmp_path / "file").write_text("x")
     cases = {("--threads", "999"): f"use 1 to {available_cpus()}",

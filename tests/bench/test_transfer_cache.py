@@ -14,7 +14,7 @@ from bench.transfer import runner
 from bench.transfer.cli import main
 from bench.transfer.datasets import open_dataset
 from bench.transfer.features import transform_spec
-from bench.transfer.testing import make_image_folder
+from tests.support.images import make_image_folder
 from zoo.build import build_model
 from zoo.meta import published_meta
 from zoo.registry import get_entry

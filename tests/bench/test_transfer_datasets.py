@@ -10,7 +10,7 @@ import pytest
 from bench.transfer import datasets as ds
 from bench.transfer.datasets import DatasetUnavailableError, open_dataset
 from bench.transfer.readers import read_idx
-from bench.transfer.testing import make_image_folder, write_idx
+from tests.support.images import make_image_folder, write_idx
 
 DOWNLOADERS = ("cifar10", "fashion-mnist", "oxford-pets", "flowers102")
 

@@ -11,7 +11,7 @@ from bench.transfer import runner
 from bench.transfer.datasets import open_dataset
 from bench.transfer.features import (FeatureTap, build_transform, extract_features, pool,
                                      transform_spec)
-from bench.transfer.testing import make_image_folder
+from tests.support.images import make_image_folder
 from zoo.build import build_model
 from zoo.meta import published_meta
 from zoo.registry import get_entry

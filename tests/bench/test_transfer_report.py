@@ -11,7 +11,7 @@ from bench.transfer.cli import main
 from bench.transfer.records import (TransferRecord, append_env, append_record, latest,
                                     read_jsonl)
 from bench.transfer.report import cpu_latency, generate
-from bench.transfer.testing import make_image_folder
+from tests.support.images import make_image_folder
 from zoo.exits import ExitCode
 
 REQUIRED = {"model", "weights", "dataset", "protocol", "n_train", "n_test", "resolution",
@@ -51,7 +51,7 @@ def test_records_round_trip_and_reruns_replace(tmp_path):
 
 
 def test_report_writes_csv_with_required_columns_md_and_png(tmp_path):
-    from bench.env import environment
+    from zoo.env import environment
 
     path = tmp_path / "transfer.jsonl"
     append_env(path, "r1", environment(threads=2, weights="imagenet,random", with_gpu=False))

@@ -22,6 +22,6 @@ def test_catalog_model_converts_and_agrees(name, tmp_path):
                              log=lambda s: None)
     assert len(manifest.artifacts) == 5
     for a in manifest.agreement:
-        assert a["passed"], a
-        if a["precision"] == "fp32":
-            assert a["top1_agreement"] == 1.0
+        assert a.passed, a
+        if a.precision == "fp32":
+            assert a.top1_agreement == 1.0

@@ -5,8 +5,12 @@ import json
 
 import pytest
 
+from converters.agreement import Agreement
 from converters.manifest import (ArtifactRecord, Manifest, file_digest, load_manifest,
                                  staged_folder)
+from zoo.weights import WeightsSource
+
+RANDOM = WeightsSource("random", "random weights (seed 0)", "", False, 0)
 
 
 def test_staged_folder_replaces_only_on_success(tmp_path):
@@ -34,7 +38,7 @@ def test_manifest_round_trip_and_corruption(tmp_path):
     (tmp_path / "f.bin").write_bytes(b"abc")
     size, digest = file_digest(tmp_path / "f.bin")
     assert size == 3 and digest.startswith("ba7816bf")  # sha256("abc")
-    m = Manifest("m", {"label": "random weights (seed 0)"}, {"shape": [-1, 3, 8, 8]},
+    m = Manifest("m", RANDOM, {"shape": [-1, 3, 8, 8]},
                  [ArtifactRecord("onnx", "f.bin", "NCHW", "fp32", None, size, digest)])
     m.write(tmp_path)
     back = load_manifest(tmp_path)
@@ -45,6 +49,26 @@ def test_manifest_round_trip_and_corruption(tmp_path):
     with pytest.raises(FileNotFoundError, match="make convert"):
         load_manifest(tmp_path / "absent")
     assert json.loads(json.dumps(m.to_json()))["model"] == "m"
+
+
+def test_manifest_written_with_plain_dicts_loads_typed_and_writes_back_the_same(tmp_path):
+    """Manifests from before the typed fields: weights and agreement rows were dicts."""
+    old = {"model": "m", "input_spec": {},
+           "weights": {"kind": "random", "label": "random weights (seed 3)", "location": "",
+                       "pretrained": False, "seed": 3, "spec": "random:3"},
+           "agreement": [{"artifact": "tflite_fp16", "precision": "fp16", "n_images": 16,
+                          "max_abs_err": None, "mean_abs_err": None, "ref_max_abs": None,
+                          "torch_fp32_vs_fp64": 1e-6, "top1_agreement": 0.0, "tolerance": None,
+                          "passed": False, "error": "non-finite output (3 NaN, 0 Inf)"}]}
+    (tmp_path / "manifest.json").write_text(json.dumps(old))
+    m = load_manifest(tmp_path)
+    assert m.weights == WeightsSource("random", "random weights (seed 3)", "", False, 3)
+    assert m.weights.spec == "random:3"
+    (row,) = m.agreement
+    assert isinstance(row, Agreement) and not row.passed and row.max_abs_err != row.max_abs_err
+    data = m.to_json()
+    assert data["weights"] == old["weights"] and data["agreement"] == old["agreement"]
+    assert json.dumps(data, allow_nan=False)  # NaN statistics are written as null again
 
 
 def _folder_with_artifacts(tmp_path):
@@ -63,7 +87,7 @@ def _folder_with_artifacts(tmp_path):
                                       f.mtime_ns))
     side = [file_record(tmp_path, tmp_path / "tf_tensor_map.json")]
     assert isinstance(side[0], FileRecord)
-    manifest = Manifest("m", {"spec": "random"}, {}, records, side_files=side)
+    manifest = Manifest("m", RANDOM, {}, records, side_files=side)
     manifest.write(tmp_path)
     return load_manifest(tmp_path)
 
@@ -116,7 +140,7 @@ def test_verify_names_each_damaged_file(tmp_path):
                                    "manifest says 800)")
     assert verify_artifacts(tmp_path, manifest, formats=("tf_savedmodel",), side_files=False
                             ) == damage[1:2]
-    assert [d.path.name for d in verify_artifacts(tmp_path, Manifest("m", {}, {}),
+    assert [d.path.name for d in verify_artifacts(tmp_path, Manifest("m", RANDOM, {}),
                                                   required=["x.layers.json"])] == ["x.layers.json"]
 
 

@@ -9,11 +9,12 @@ import pytest
 from onnx import numpy_helper
 
 from converters.parity.graph_index import index_graph
-from converters.parity.faults import perturb_keras, perturb_onnx, perturb_tflite
-from converters.parity.metrics import Tolerance, diff_tensors
+from converters.parity.metrics import diff_tensors
 from converters.parity.report import write_reports
 from converters.parity.run import parity_inputs, run_parity
 from converters.manifest import load_manifest
+from converters.tolerance import TensorTolerance
+from tests.support.faults import perturb_keras, perturb_onnx, perturb_tflite
 
 TARGET_MODULE = "features.6.squeeze"  # a conv in the middle of squeezenet1_1
 TARGET_NODE = "/features/features.6/squeeze/Conv"
@@ -94,7 +95,7 @@ def test_tflite_fault_is_named_as_first_divergent(copy_of, fmt, dtype):
 
 def test_metrics_on_known_errors():
     ref = np.ones((2, 4), np.float32)
-    tol = Tolerance(min_snr_db=80, min_cosine=0.99999)
+    tol = TensorTolerance(min_snr_db=80, min_cosine=0.99999)
     same = diff_tensors(ref, ref.copy(), name="t", module="m", op="Relu", depth=0, tol=tol)
     assert same.passed and same.max_abs == 0 and same.cosine == pytest.approx(1.0)
     off = diff_tensors(ref, ref * 1.01, name="t", module="m", op="Relu", depth=0, tol=tol)
@@ -158,7 +159,7 @@ def test_nan_from_a_damaged_onnx_is_reported_as_nonfinite(copy_of, tmp_path, cap
 
 
 def _diff(name: str, depth: int, ref, test, labels=("onnx", "tflite_fp32")):
-    tol = Tolerance(min_snr_db=80, min_cosine=0.99999)
+    tol = TensorTolerance(min_snr_db=80, min_cosine=0.99999)
     return diff_tensors(np.asarray(ref, np.float32), np.asarray(test, np.float32), name=name,
                         module=f"m.{name}", op="Conv", depth=depth, tol=tol, labels=labels)
 
@@ -190,7 +191,7 @@ def _report(diffs):
 def test_pair_report_never_skips_a_nan_layer(capsys):
     import json
 
-    from converters.parity.catalog import _row
+    from converters.parity.catalog_table import _row
     from converters.parity.report import first_failure_text, print_summary, report_json
 
     ok, off = np.ones(8), np.ones(8) * 1.001  # ~60 dB: a divergence, but finite

@@ -25,7 +25,8 @@ def test_every_artifact_exists_with_its_digest(converted):
         assert file_digest(path) == (record.size_bytes, record.sha256)
         assert record.layout == ("NCHW" if record.format == "onnx" else "NHWC")
     on_disk = load_manifest(folder)
-    assert on_disk.weights["kind"] == "random" and "random weights" in on_disk.weights["label"]
+    assert on_disk.weights.kind == "random" and "random weights" in on_disk.weights.label
+    assert [a.to_json() for a in on_disk.agreement] == [a.to_json() for a in manifest.agreement]
     assert set(on_disk.step_seconds) >= {"load_pytorch", "onnx", "onnx2tf", "keras"}
     assert on_disk.input_spec["shape"] == [-1, 3, 224, 224]
     assert not list(folder.parent.glob(".*partial*"))
@@ -33,20 +34,20 @@ def test_every_artifact_exists_with_its_digest(converted):
 
 def test_fp32_artifacts_agree_with_pytorch(converted):
     _, manifest = converted
-    by_format = {a["artifact"]: a for a in manifest.agreement}
+    by_format = {a.artifact: a for a in manifest.agreement}
     assert set(by_format) == set(FORMATS)
     for fmt in ("onnx", "tf_savedmodel", "tflite_fp32", "keras"):
-        assert by_format[fmt]["max_abs_err"] <= 1e-4, by_format[fmt]
-        assert by_format[fmt]["top1_agreement"] == 1.0
+        assert by_format[fmt].max_abs_err <= 1e-4, by_format[fmt]
+        assert by_format[fmt].top1_agreement == 1.0
     fp16 = by_format["tflite_fp16"]
-    assert fp16["max_abs_err"] <= fp16["tolerance"] and fp16["top1_agreement"] >= 0.9
+    assert fp16.max_abs_err <= fp16.tolerance and fp16.top1_agreement >= 0.9
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_runner_contract(converted, fmt):
     """Every runner: same inputs in (canonical NCHW), named logits out, any batch size."""
     folder, manifest = converted
-    model, _ = build_model("squeezenet1_1", weights=manifest.weights["spec"])
+    model, _ = build_model("squeezenet1_1", weights=manifest.weights.spec)
     runner = make_runner(runner_spec(folder, manifest.artifact(fmt), threads=1))
     x = np.random.default_rng(0).standard_normal(input_shape(get_entry(manifest.model), 3), dtype=np.float32)
     with pytest.raises(RuntimeError, match="activate"):

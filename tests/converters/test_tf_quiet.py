@@ -26,4 +26,7 @@ def test_start_up_lines_silenced_by_default_and_kept_when_verbose():
     quiet, loud = _run(False), _run(True)
     assert quiet.returncode == loud.returncode == 0
     assert quiet.stdout.strip() == "2.0" and quiet.stderr == ""
-    assert "oneDNN" in loud.stderr  # the lines exist, so the quiet run really hid them
+    # The lines exist, so the quiet run really hid them. Which ones depends on the machine
+    # (oneDNN's notice, absl's preamble, a failed cuInit on a CUDA build without a GPU).
+    loud_lines = loud.stderr.strip().splitlines()
+    assert loud_lines and any(k in loud.stderr for k in ("oneDNN", "absl", "cuInit", "I0000"))

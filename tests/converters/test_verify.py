@@ -38,12 +38,12 @@ def test_fresh_conversion_verifies_on_the_fast_path(converted, monkeypatch):
     assert all(a.mtime_ns for a in manifest.artifacts)
     monkeypatch.setattr(m, "file_digest", lambda p: pytest.fail(f"hashed {p}: no fast path"))
     assert verify_artifacts(folder, manifest) == []
-    assert is_complete(folder, manifest.weights["spec"])
+    assert is_complete(folder, manifest.weights.spec)
 
 
 def test_corrupted_onnx_is_named_and_not_reused(out_root):
     folder = out_root / MODEL
-    spec = load_manifest(folder).weights["spec"]
+    spec = load_manifest(folder).weights.spec
     corrupt_middle(folder / f"{MODEL}.onnx")
     (damage,) = verify_artifacts(folder, load_manifest(folder))
     assert (damage.format, damage.path, damage.kind) == ("onnx", folder / f"{MODEL}.onnx",

@@ -1,4 +1,9 @@
-"""The environment header every results file carries (parity, latency, transfer)."""
+"""The environment header every results file carries (parity, latency, transfer).
+
+It lives in ``zoo`` for the reason ``zoo.exits`` does: both the converters (the manifest's
+library versions, the parity-catalog tables) and the benchmarks write results files, and
+``zoo`` is the one package both may import (``bench -> converters -> zoo``).
+"""
 from __future__ import annotations
 
 import datetime as dt

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from converters.runners.base import to_nhwc
+
 
 def perturb_onnx(onnx_path: Path, initializer: str, *, scale: float) -> None:
     import onnx
@@ -49,7 +51,7 @@ def perturb_tflite(tflite_path: Path, weight_onnx_layout: np.ndarray, *, scale: 
 
     The filter's bytes are found verbatim in the file; exactly one match is required.
     """
-    filt = np.ascontiguousarray(weight_onnx_layout.transpose(0, 2, 3, 1)).astype(dtype)
+    filt = to_nhwc(weight_onnx_layout).astype(dtype)  # OIHW -> OHWI: the same permutation
     data = bytearray(tflite_path.read_bytes())
     needle = filt.tobytes()
     start = data.find(needle)

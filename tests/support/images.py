@@ -1,4 +1,4 @@
-"""Tiny synthetic inputs for tests and smoke runs (like ``torch.testing``)."""
+"""Tiny synthetic image folders and IDX files for the transfer tests."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +7,7 @@ import numpy as np
 
 
 def make_image_folder(root: Path, *, per_class: int = 6, size: int = 24) -> Path:
-    """``root/{train,test}/{dark,light}/*.png``, separable by brightness; every third is grayscale."""
+    """``root/{train,test}/{dark,light}/*.png``, separable by brightness; every third is gray."""
     from PIL import Image
 
     rng = np.random.default_rng(0)

@@ -1,0 +1,77 @@
+"""How close a converted artifact must stay to its reference: one policy, per precision,
+with per-model overrides, read by agreement (logits vs PyTorch) and parity (every tensor).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+
+@dataclass(frozen=True)
+class LogitTolerance:
+    """Agreement passes when ``max |a - ref| <= atol + rtol * max |ref|`` and top-1 agreement
+    is at least ``min_top1``.
+
+    The bound is never tighter than twice PyTorch's own fp32 rounding (its gap to an fp64
+    run of the same model and input): no artifact can be asked to be closer to PyTorch's
+    fp32 logits than PyTorch is to the exact result. Only deep nets (inception_v3) reach it.
+    """
+
+    atol: float
+    rtol: float
+    min_top1: float
+
+    def bound(self, ref_max_abs: float, torch_gap: float = 0.0) -> float:
+        """The largest max |err| that passes, for logits whose largest magnitude is given."""
+        return max(self.atol + self.rtol * ref_max_abs, 2 * torch_gap)
+
+
+@dataclass(frozen=True)
+class TensorTolerance:
+    """A tensor passes parity when its SNR and cosine similarity clear these bars.
+
+    SNR = 10 log10(sum ref^2 / sum err^2): 80 dB is a relative L2 error of
+    1e-4, comfortably above fp32 round-off (~120 dB) and far below any real
+    bug; fp16 storage/arithmetic sits near 60-70 dB on early layers and
+    degrades with depth, so its bar is 30 dB (relative error ~3%).
+    """
+
+    min_snr_db: float
+    min_cosine: float
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Every bound an artifact of one precision is held to."""
+
+    logits: LogitTolerance
+    tensors: TensorTolerance
+
+
+DEFAULTS: Mapping[str, Tolerance] = MappingProxyType({
+    "fp32": Tolerance(LogitTolerance(atol=1e-4, rtol=1e-5, min_top1=1.0),
+                      TensorTolerance(min_snr_db=80.0, min_cosine=0.99999)),
+    "fp16": Tolerance(LogitTolerance(atol=5e-2, rtol=2e-2, min_top1=0.9),
+                      TensorTolerance(min_snr_db=30.0, min_cosine=0.999)),
+})
+
+
+@dataclass(frozen=True)
+class TolerancePolicy:
+    """The bounds per precision, and per-model overrides: ``{"model": {"fp16": Tolerance}}``."""
+
+    by_precision: Mapping[str, Tolerance] = field(default_factory=lambda: DEFAULTS)
+    overrides: Mapping[str, Mapping[str, Tolerance]] = field(default_factory=dict)
+
+    def for_(self, model: str, precision: str) -> Tolerance:
+        return self.overrides.get(model, {}).get(precision, self.by_precision[precision])
+
+
+DEFAULT_POLICY = TolerancePolicy()
+
+
+def parity_bars_text(policy: TolerancePolicy = DEFAULT_POLICY) -> str:
+    """``fp32: SNR >= 80 dB and cosine >= 0.99999; fp16: ...``, as tables state the bars."""
+    return "; ".join(f"{p}: SNR >= {t.tensors.min_snr_db:g} dB and cosine >= "
+                     f"{t.tensors.min_cosine:g}" for p, t in policy.by_precision.items())

@@ -1,0 +1,34 @@
+"""One tolerance policy for agreement and parity: defaults, per-model overrides."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from converters.agreement import compare_logits
+from converters.parity.metrics import diff_tensors
+from converters.tolerance import DEFAULT_POLICY, TensorTolerance, TolerancePolicy
+
+
+def test_defaults_are_the_bounds_the_readme_states():
+    fp32, fp16 = DEFAULT_POLICY.for_("any", "fp32"), DEFAULT_POLICY.for_("any", "fp16")
+    assert (fp32.logits.atol, fp32.logits.rtol, fp32.logits.min_top1) == (1e-4, 1e-5, 1.0)
+    assert (fp16.logits.atol, fp16.logits.rtol, fp16.logits.min_top1) == (5e-2, 2e-2, 0.9)
+    assert fp32.tensors == TensorTolerance(min_snr_db=80.0, min_cosine=0.99999)
+    assert fp16.tensors == TensorTolerance(min_snr_db=30.0, min_cosine=0.999)
+
+
+def test_a_model_override_reaches_agreement_and_parity():
+    loose = replace(DEFAULT_POLICY.for_("m", "fp32"), tensors=TensorTolerance(40.0, 0.99))
+    loose = replace(loose, logits=replace(loose.logits, atol=1e-2))
+    policy = TolerancePolicy(overrides={"m": {"fp32": loose}})
+    assert policy.for_("other", "fp32") == DEFAULT_POLICY.for_("other", "fp32")
+    ref = np.random.default_rng(0).standard_normal((4, 10)).astype(np.float32)
+    off = ref + 1e-3
+    assert not compare_logits("onnx", "fp32", off, ref).passed
+    assert compare_logits("onnx", "fp32", off, ref, tol=policy.for_("m", "fp32").logits).passed
+    x = np.linspace(1, 2, 64)
+    noisy = x * (1 + 1e-3 * np.cos(np.arange(64)))  # ~60 dB
+    kw = dict(name="t", module="m", op="Conv", depth=0)
+    assert not diff_tensors(x, noisy, tol=DEFAULT_POLICY.for_("m", "fp32").tensors, **kw).passed
+    assert diff_tensors(x, noisy, tol=policy.for_("m", "fp32").tensors, **kw).passed
