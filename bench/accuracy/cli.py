@@ -1,0 +1,193 @@
+"""``python -m bench accuracy``: top-1, top-5 (95% Wilson intervals), top-1 agreement with
+PyTorch fp32 and logit error of every artifact of each model, on labelled ImageNet photos.
+
+Photos: ``--photos DIR`` (a flat folder of ``<wnid>_*.jpg`` files like the shared
+imagenet-sample, or an ImageFolder of ``<wnid>/`` class folders such as a real ImageNet val
+folder); default the 1000 imagenet-sample photos. Photos that calibrated an int8 artifact
+(recorded by content digest in its manifest) and the default calibration set are left out,
+so every row of a model is scored on the same calibration-disjoint photos.
+
+Artifacts come from ``--artifacts/<model>/``; a model without them (or without a requested
+format) is converted first. Records go to ``<results>/raw/accuracy-<photos>.jsonl`` (a
+rerun replaces the rows it measures); ``accuracy-<photos>.{csv,md,png}`` are regenerated
+from them. Exit status: 0 every row measured; 2 bad input; 3 some rows errored.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from zoo.cli import add_models_argument, add_results_argument, expand_models, results_dir
+from zoo.exits import ExitCode, first_line, require_writable_dir
+
+if TYPE_CHECKING:
+    from converters.manifest import Manifest
+
+DEFAULT_MODELS = ("mobilenet_v2",)  # the catalog model with real ImageNet weights offline
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_models_argument(p, default=", ".join(DEFAULT_MODELS))
+    p.add_argument("--formats", nargs="+", metavar="FORMAT",
+                   help="artifact formats to score, space- or comma-separated (default: every "
+                        "artifact in the model's manifest; PyTorch fp32 is always the "
+                        "reference row)")
+    p.add_argument("--weights", default="auto",
+                   help="auto (ImageNet where available offline, else random) | imagenet | "
+                        "random[:SEED]")
+    p.add_argument("--photos", type=Path,
+                   help="labelled photos (default: the shared imagenet-sample folder)")
+    p.add_argument("--limit", type=int, help="score only this many photos, evenly spaced")
+    p.add_argument("--batch-size", type=int, default=50)
+    p.add_argument("--threads", type=int, help="intra-op threads per runtime (default: all)")
+    p.add_argument("--artifacts", type=Path, default=Path("artifacts"),
+                   help="artifact root; missing models are converted into it")
+    add_results_argument(p)
+    p.add_argument("--report-only", action="store_true",
+                   help="only rebuild accuracy-<photos>.{csv,md,png} from the raw records")
+
+
+def _report_only(args: argparse.Namespace) -> int:
+    from bench.accuracy.photos import imagenet_sample_dir, set_name
+    from bench.accuracy.report import generate, paths
+
+    name = set_name(args.photos or imagenet_sample_dir())
+    files = generate(paths(results_dir(args), name))
+    print(f"wrote {files.csv}, {files.markdown}, {files.png}", file=sys.stderr)
+    return ExitCode.OK
+
+
+def _csv(values: list[str] | None) -> tuple[str, ...] | None:
+    out = tuple(v.strip() for item in values or [] for v in item.split(",") if v.strip())
+    return out or None
+
+
+def _check(args: argparse.Namespace) -> tuple[list[str], tuple[str, ...] | None]:
+    from converters.formats import get_format
+
+    models = expand_models(args.models, DEFAULT_MODELS)
+    formats = _csv(args.formats)
+    for f in formats or ():
+        get_format(f)  # ValueError naming the known formats
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be positive, got {args.limit}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be positive, got {args.threads}")
+    require_writable_dir(results_dir(args), "--results")
+    require_writable_dir(args.artifacts, "--artifacts")
+    from bench.accuracy.photos import labelled_photos
+
+    labelled_photos(args.photos)  # PhotosError (a ValueError) before any conversion
+    return models, formats
+
+
+def ensure_artifacts(model: str, weights: str, root: Path, formats: tuple[str, ...] | None
+                     ) -> tuple[Path, "Manifest"]:
+    """``root/<model>`` and its manifest, converted first when it lacks these weights or
+    ``formats`` (default: what its manifest lists, or what a plain convert makes), or
+    differs from its manifest."""
+    from bench.latency.artifacts import (convert_what_converts, manifest_weights,
+                                         resolve_weights, weights_match)
+    from converters.formats import default_formats
+    from converters.manifest import load_manifest, verify_artifacts
+
+    folder = root / model
+    try:
+        found = manifest_weights(folder)
+    except ValueError:
+        found = None
+    wanted = formats or (found.formats if found else default_formats())
+    if found and weights_match(weights, found.spec) and set(wanted) <= set(found.formats) \
+            and not verify_artifacts(folder, found.manifest, formats=wanted, side_files=False):
+        return folder, found.manifest
+    spec, label = resolve_weights(model, weights)
+    if found and weights_match(weights, found.spec):  # keep what the folder already has
+        wanted = (*wanted, *(f for f in found.formats if f not in wanted))
+    print(f"{model}: converting ({label}) into {folder}", file=sys.stderr)
+    _, note = convert_what_converts(model, spec, root, tuple(wanted))
+    if note:
+        print(f"{model}: {note}", file=sys.stderr)
+    return folder, load_manifest(folder)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bench.accuracy.photos import PhotosError, labelled_photos
+    from converters.calibration import CalibrationDataError
+
+    if args.report_only:
+        try:
+            return _report_only(args)
+        except FileNotFoundError as exc:
+            print(f"error: {first_line(exc, 1000)}", file=sys.stderr)
+            return ExitCode.BAD_INPUT
+    try:
+        models, formats = _check(args)
+    except (ValueError, KeyError) as exc:
+        print(f"error: {first_line(exc, 1000)}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    from converters.tf_compat import preload_triton
+
+    preload_triton()  # before torchvision meets TensorFlow; and TF's start-up lines, quietly
+    converted = []
+    for model in models:
+        try:
+            converted.append(ensure_artifacts(model, args.weights, args.artifacts.resolve(),
+                                              formats))
+        except Exception as exc:  # noqa: BLE001  even the ONNX export failed
+            print(f"error: {model}: {first_line(exc, 500)}", file=sys.stderr)
+            return ExitCode.BAD_INPUT
+    try:
+        from bench.accuracy.evaluate import calibration_digests
+
+        photos = labelled_photos(args.photos, limit=args.limit,
+                                 exclude=calibration_digests(m for _, m in converted))
+    except (PhotosError, CalibrationDataError) as exc:
+        print(f"error: {first_line(exc, 1000)}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    return _measure(args, converted, photos, formats)
+
+
+def photos_text(photos) -> str:
+    left = (f", {photos.left_out} calibration photos left out" if photos.left_out else "")
+    return (f"{len(photos)} of the {photos.total} images in `{Path(photos.source).name}` "
+            f"({photos.layout}{left})")
+
+
+def _measure(args: argparse.Namespace, converted, photos, formats) -> int:
+    from bench.accuracy.evaluate import evaluate_model
+    from bench.accuracy.records import merge, read_jsonl, write_jsonl
+    from bench.accuracy.report import generate, paths
+    from zoo.env import environment
+
+    records = []
+    for folder, manifest in converted:
+        print(f"{manifest.model}: scoring PyTorch fp32 and "
+              f"{len([a for a in manifest.artifacts if not formats or a.format in formats])} "
+              f"artifacts on {photos_text(photos)}", file=sys.stderr)
+        records += evaluate_model(folder, manifest, photos, formats=formats,
+                                  batch_size=args.batch_size, threads=args.threads,
+                                  log=lambda s: print(s, file=sys.stderr))
+    files = paths(results_dir(args), photos.name)
+    env = environment(threads=args.threads or os.cpu_count(), weights=args.weights,
+                      with_gpu=False)
+    env["accuracy"] = {"photos": photos_text(photos), "command": sys.orig_argv[1:]}
+    _, old = read_jsonl(files.raw)
+    write_jsonl(files.raw, env, merge(old, records))
+    generate(files, photos_text(photos))
+    _print_summary(records)
+    print(f"wrote {files.csv}, {files.markdown}, {files.png}", file=sys.stderr)
+    return ExitCode.PARTIAL if any(r.error for r in records) else ExitCode.OK
+
+
+def _print_summary(records) -> None:
+    from bench.accuracy.report import md_row
+
+    for r in records:
+        cells = md_row(r)
+        print(f"{r.model:18s} {r.format:14s} {r.precision:5s} top-1 {cells[4]:22s} "
+              f"agree {cells[7]:22s} {cells[11]}".rstrip())
