@@ -21,12 +21,22 @@ TRANSFER_MODELS   ?= mobilenet_v2
 TRANSFER_DATASETS ?= cifar10 cats-vs-dogs fashion-mnist
 PROTOCOL   ?= linear
 BENCH_ARGS ?=
+# PRECISION=int8 adds the int8 artifacts to `make convert` (--precisions fp32,fp16,int8);
+# MODELS (space-separated) and ACCURACY_ARGS for `make accuracy`.
+PRECISION  ?=
+# TF_CONVERTER=onnx2tf|keras forces who makes the SavedModel/TFLite (default auto: onnx2tf,
+# the Keras model's own export where onnx2tf fails or disagrees)
+TF_CONVERTER ?=
+MODELS     ?= mobilenet_v2
+ACCURACY_ARGS ?=
 
 PUBLISH    ?=
 # Tables go to runs/ unless PUBLISH=1: then into the tracked results/ (maintainers).
-export MODEL WEIGHTS OUT PYTEST_ARGS TRANSFER_MODELS TRANSFER_DATASETS PROTOCOL BENCH_ARGS PUBLISH
+export MODEL WEIGHTS OUT PYTEST_ARGS TRANSFER_MODELS TRANSFER_DATASETS PROTOCOL BENCH_ARGS PUBLISH \
+       PRECISION MODELS ACCURACY_ARGS TF_CONVERTER
 
-.PHONY: install convert parity parity-catalog demo keras-seed fashion-mnist transfer bench test \
+.PHONY: install convert parity parity-catalog demo keras-seed fashion-mnist transfer bench accuracy \
+        test \
         test-slow zoo-list clean
 
 install: $(STAMP)
@@ -44,11 +54,14 @@ convert: $(STAMP)
 ifeq ($(strip $(MODEL)),)
 	$(PY) -m converters demo --out "$$OUT"
 else
-	$(PY) -m converters convert "$$MODEL" --weights "$$WEIGHTS" --out "$$OUT"
+	$(PY) -m converters convert "$$MODEL" --weights "$$WEIGHTS" --out "$$OUT" \
+	  $${PRECISION:+--precisions "fp32,fp16,$$PRECISION"} \
+	  $${TF_CONVERTER:+--tf-converter "$$TF_CONVERTER"}
 endif
 
 parity: $(STAMP)
-	$(PY) -m converters parity "$${MODEL:-squeezenet1_0}" --weights "$$WEIGHTS" --out "$$OUT"
+	$(PY) -m converters parity "$${MODEL:-squeezenet1_0}" --weights "$$WEIGHTS" --out "$$OUT" \
+	  $${TF_CONVERTER:+--tf-converter "$$TF_CONVERTER"}
 
 # Every catalog model (ImageNet weights where available offline, else random) -> results/
 parity-catalog: $(STAMP)
@@ -67,6 +80,12 @@ transfer: $(STAMP) fashion-mnist
 # writes results/latency-cpu-<N>t-<cpu>.{csv,md,png} and results/raw/*.jsonl.
 bench: $(STAMP)
 	set -f; $(PY) -m bench --device cpu $${PUBLISH:+--publish} $$BENCH_ARGS
+
+# Top-1/top-5 and agreement with PyTorch of every artifact on the 1000 labelled sample photos
+# (calibration photos left out) -> runs/accuracy-imagenet-sample.{csv,md,png}
+accuracy: $(STAMP)
+	set -f; $(PY) -m bench accuracy --models $$MODELS --artifacts "$$OUT" \
+	  $${PUBLISH:+--publish} $$ACCURACY_ARGS
 
 # Keras freeze/head/fit workflow on converted mobilenet_v2 vs PyTorch -> results/keras-seed.*
 keras-seed: $(STAMP)

@@ -1,5 +1,5 @@
 """``python -m bench [COMMAND] ...``: latency (the default), report, compare, transfer,
-keras-seed, parity-time (see ``bench.cli``)."""
+accuracy, keras-seed, parity-time (see ``bench.cli``)."""
 from __future__ import annotations
 
 import sys

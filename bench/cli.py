@@ -23,6 +23,14 @@ def _keras_seed() -> Command:
                    keras_seed.add_arguments, keras_seed.run)
 
 
+def _accuracy() -> Command:
+    from bench.accuracy import cli as accuracy_cli
+
+    return Command("accuracy", "top-1/top-5 and agreement with PyTorch of every artifact on "
+                               "labelled photos", accuracy_cli.add_arguments, accuracy_cli.run,
+                   accuracy_cli.__doc__ or "")
+
+
 def _parity_time() -> Command:
     from bench import parity_time
 
@@ -40,6 +48,7 @@ BENCH_COMMANDS: tuple[Command, ...] = (
             compare.add_arguments, compare.run, compare.__doc__ or ""),
     Command("transfer", "linear-probe or fine-tune backbones on transfer datasets",
             transfer_cli.add_arguments, transfer_cli.run, transfer_cli.__doc__ or ""),
+    _accuracy(),
     _keras_seed(),
     _parity_time(),
 )

@@ -1,8 +1,9 @@
-"""The converters' commands: ``convert``, ``parity``, ``parity-catalog``, ``demo``.
+"""The converters' commands: ``convert``, ``parity``, ``parity-catalog``, ``sweep``, ``demo``.
 
 ``convert MODEL``: PyTorch -> ONNX -> SavedModel/TFLite/Keras, agreement, per-layer parity.
 ``parity MODEL``: per-layer parity only (converting first when needed).
 ``parity-catalog``: parity for the whole catalog, tables under the results folder.
+``sweep``: coverage of a whole source, by this tool and by onnx2tf alone (``converters.sweep``).
 ``demo``: mobilenet_v2 with real ImageNet weights; every format must see the cat.
 
 Each is a ``zoo.cli.Command``; ``python -m converters`` and ``modelzoo`` run them.
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from converters.terminal import stdout_console, terminal_status
 from zoo.cli import Command, add_models_argument, add_results_argument, results_dir
+from zoo.executors.cli import add_executor_arguments
 from zoo.exits import ExitCode
 
 EXIT_ERROR = ExitCode.BAD_INPUT
@@ -44,19 +46,27 @@ def _print_agreement(manifest) -> None:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    from converters.model_args import model_of
     from converters.pipeline import ConvertOptions, convert_model
+    from converters.precisions import formats_for, parse_precisions, quantize_options
 
-    opts = ConvertOptions(weights=args.weights, out_root=Path(args.out))
-    manifest = convert_model(args.model, opts, status=terminal_status())
+    opts = ConvertOptions(weights=args.weights, out_root=Path(args.out),
+                          tf_converter=args.tf_converter,
+                          formats=formats_for(parse_precisions(args.precisions)),
+                          int8=quantize_options(args))
+    manifest = convert_model(model_of(args), opts, status=terminal_status())
+    folder = Path(args.out) / manifest.entry.folder
     _print_agreement(manifest)
-    print(f"artifacts: {Path(args.out) / args.model}/ (manifest.json lists them)")
+    for note in manifest.notes:
+        print(f"note: {note}")
+    print(f"artifacts: {folder}/ (manifest.json lists them)")
     status = 0
     if not all(a.passed for a in manifest.agreement):
-        print(f"error: {args.model}: some artifacts disagree with PyTorch beyond tolerance",
+        print(f"error: {manifest.model}: some artifacts disagree with PyTorch beyond tolerance",
               file=sys.stderr)
         status = EXIT_DISAGREE
     if args.parity:
-        status = max(status, _parity_of(Path(args.out) / args.model))
+        status = max(status, _parity_of(folder))
     return status
 
 
@@ -69,6 +79,12 @@ def _parity_of(folder: Path) -> int:
     write_reports(reports, folder / "parity")
     print(f"parity reports: {folder / 'parity'}/ (JSON per pair, parity.csv, parity.png)")
     failed = [f"{r.reference} vs {r.test}" for r in reports if not r.passed]
+    from converters.parity.int8 import int8_parity_of
+
+    if (int8 := int8_parity_of(folder)) is not None:  # int8 vs fp32 of the same format
+        print(int8.summary())
+        if not int8.passed:
+            failed.append(f"{int8.reference} vs {int8.test}")
     if failed:
         print(f"error: {folder.name}: per-layer parity fails for {', '.join(failed)}",
               file=sys.stderr)
@@ -78,18 +94,24 @@ def _parity_of(folder: Path) -> int:
 
 def _parity(args: argparse.Namespace) -> int:
     from converters.manifest import act_on_damage
+    from converters.model_args import model_of
     from converters.pipeline import ConvertOptions, check_existing, convert_model
     from zoo.build import build_model
+    from zoo.registry import get_entry
 
-    folder = Path(args.out) / args.model
-    _, source = build_model(args.model, weights=args.weights)  # resolves, fails early
+    model = model_of(args)
+    entry = get_entry(model) if isinstance(model, str) else model
+    folder = Path(args.out) / entry.folder
+    _, source = build_model(entry, weights=args.weights)  # resolves, fails early
     existing = check_existing(folder, source.spec)
     # A damaged artifact is never compared: its NaNs would read as a converter bug.
     act_on_damage(existing.damage, args.on_damaged, log=lambda s: print(s, file=sys.stderr),
                   remedy=f"rerun with --on-damaged reconvert, or `python -m converters convert "
-                         f"{args.model} --weights {args.weights} --out {args.out}`")
+                         f"{args.model or args.module} --weights {args.weights} "
+                         f"--out {args.out}`")
     if not existing.reusable:
-        convert_model(args.model, ConvertOptions(weights=args.weights, out_root=Path(args.out)),
+        convert_model(entry, ConvertOptions(weights=args.weights, out_root=Path(args.out),
+                                                 tf_converter=args.tf_converter),
                       status=terminal_status())
     return _parity_of(folder)
 
@@ -111,20 +133,88 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _parity_catalog(args: argparse.Namespace) -> int:
     from converters.parity.catalog import run_catalog
-    from converters.parity.catalog_table import collect_rows, write_tables
+    from converters.parity.catalog_table import collect_rows, rows_from_results, write_tables
     from zoo.cli import expand_models
     from zoo.env import environment
+    from zoo.executors.cli import make_executor
     from zoo.registry import list_models
 
     models = expand_models(args.models, list_models())  # unknown names fail before any work
     out = Path(args.out)
-    if not args.collect_only:
-        run_catalog(models, out_root=out, weights=args.weights)
-    rows = collect_rows(models, out)
+    if args.collect_only:
+        rows = collect_rows(models, out)
+    else:
+        executor = make_executor(args)  # Ray missing, or no cluster: one line, exit 2
+        try:
+            results = run_catalog(models, out_root=out, weights=args.weights,
+                                  executor=executor)
+        finally:
+            executor.close()
+        rows = rows_from_results(models, results)
     paths = write_tables(rows, results_dir(args),
                          environment(weights=f"{args.weights} (per row)", with_gpu=False))
     print("wrote " + ", ".join(str(p) for p in paths))
     return catalog_status([r["result"] for r in rows])
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from converters.sweep.run import collected_records, run_sweep, sweep_status
+    from converters.sweep.select import parse_params, select_models
+    from converters.sweep.table import coverage, write_tables
+    from zoo.env import environment
+    from zoo.executors.cli import make_executor
+
+    max_params = parse_params(args.max_params) if args.max_params else None
+    out = Path(args.out)
+    models = select_models(args.source, args.models, max_params=max_params, cache_dir=out)
+    if not models:
+        print(f"error: no {args.source} model within --max-params {args.max_params}",
+              file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    missing: list[str] = []
+    if args.collect_only:
+        records, missing = collected_records(models, out)
+        if args.publish and missing:
+            print(f"error: --publish needs every model swept; {len(missing)} of {len(models)} "
+                  f"have no records under {out} (first: {missing[0]})", file=sys.stderr)
+            return ExitCode.BAD_INPUT
+    else:
+        executor = make_executor(args)
+        try:
+            records = run_sweep(models, out_root=out, weights=args.weights, executor=executor,
+                                keep_artifacts=args.keep_artifacts)
+        finally:
+            executor.close()
+    env = environment(weights=f"{args.weights}: pretrained where offline, else random "
+                              "(per row)", with_gpu=False)
+    paths = write_tables(records, results_dir(args), env, args.source, missing)
+    tool, alone, n = coverage(records)
+    print(f"coverage: this tool {tool}/{n}, onnx2tf alone {alone}/{n}")
+    if missing:
+        print(f"not swept yet: {len(missing)} of {len(models)} models")
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return ExitCode.PARTIAL if missing else sweep_status(records)
+
+
+def _sweep_arguments(p: argparse.ArgumentParser) -> None:
+    from converters.sweep.select import SOURCES
+
+    p.add_argument("--source", choices=SOURCES, default="torchvision",
+                   help="torchvision: every classifier; timm: the smallest ImageNet-1k model "
+                        "of each timm family (converters/sweep/select.py)")
+    add_models_argument(p, default="the source's default set")
+    p.add_argument("--max-params", metavar="N",
+                   help="only models with at most N published parameters (100M, 5.5M, 2e7)")
+    _weights_argument(p, "auto")
+    p.add_argument("--out", default="artifacts/sweep",
+                   help="artifacts, records and the done-store (default: artifacts/sweep/)")
+    p.add_argument("--keep-artifacts", action="store_true",
+                   help="keep each model's converted files (default: removed once checked)")
+    p.add_argument("--collect-only", action="store_true",
+                   help="convert nothing: the tables from the records earlier runs left under "
+                        "--out, whatever code made them (models with none are listed)")
+    add_results_argument(p)
+    add_executor_arguments(p)
 
 
 def catalog_status(results: list[str]) -> ExitCode:
@@ -140,7 +230,8 @@ def catalog_status(results: list[str]) -> ExitCode:
 def _weights_argument(p: argparse.ArgumentParser, default: str = "imagenet") -> None:
     p.add_argument("--weights", default=default,
                    help="imagenet[:TAG] | random[:SEED] | auto | path/to/state_dict.pth "
-                        f"(default: {default})")
+                        f"(default: {default}; for your own model, imagenet means the weights "
+                        "its factory gives)")
 
 
 def _out_argument(p: argparse.ArgumentParser) -> None:
@@ -148,22 +239,39 @@ def _out_argument(p: argparse.ArgumentParser) -> None:
 
 
 def _convert_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model")
+    from converters.model_args import add_model_arguments
+
+    add_model_arguments(p)
     _weights_argument(p)
     _out_argument(p)
     p.add_argument("--no-parity", dest="parity", action="store_false",
                    help="skip the per-layer parity check after converting")
+    _tf_converter_argument(p)
+    from converters.precisions import add_precision_arguments
+
+    add_precision_arguments(p)
+
+
+def _tf_converter_argument(p: argparse.ArgumentParser) -> None:
+    from converters.formats import TF_CONVERTERS
+
+    p.add_argument("--tf-converter", choices=TF_CONVERTERS, default="auto",
+                   help="who makes the SavedModel and TFLite files: auto (default: onnx2tf, "
+                        "and the Keras model's own export where onnx2tf fails or its files "
+                        "do not run or agree), onnx2tf, or keras")
 
 
 def _parity_arguments(p: argparse.ArgumentParser) -> None:
     from converters.manifest import ON_DAMAGED
+    from converters.model_args import add_model_arguments
 
-    p.add_argument("model")
+    add_model_arguments(p)
     _weights_argument(p)
     _out_argument(p)
     p.add_argument("--on-damaged", choices=ON_DAMAGED, default="reconvert",
                    help="artifacts that differ from their manifest (sha256, size, missing): "
                         "convert again (default), or exit 2 naming them")
+    _tf_converter_argument(p)
 
 
 def _catalog_arguments(p: argparse.ArgumentParser) -> None:
@@ -173,6 +281,7 @@ def _catalog_arguments(p: argparse.ArgumentParser) -> None:
     add_results_argument(p)
     p.add_argument("--collect-only", action="store_true",
                    help="only rebuild the tables from existing parity JSON")
+    add_executor_arguments(p)
 
 
 def _guarded(run):
@@ -197,6 +306,9 @@ COMMANDS: tuple[Command, ...] = (
                       "missing or have other weights)", _parity_arguments, _guarded(_parity)),
     Command("parity-catalog", "per-layer parity for many catalog models -> parity-catalog "
                               "tables", _catalog_arguments, _guarded(_parity_catalog)),
+    Command("sweep", "coverage: every model of a source in every format, by this tool and "
+                     "by onnx2tf alone -> coverage-<source> tables", _sweep_arguments,
+            _guarded(_sweep)),
     Command("demo", "mobilenet_v2 (real ImageNet weights, offline): every format must classify "
                     "the cat photo as a cat", _out_argument, _guarded(_demo)),
 )

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal, Protocol
 
 from converters.agreement import Agreement
+from converters.calibration import Quantization
 from zoo.env import library_versions
+from zoo.entry import ModelEntry, Preprocessing
 from zoo.weights import WeightsSource
 
 MANIFEST = "manifest.json"
@@ -24,16 +26,26 @@ ON_DAMAGED = ("reconvert", "refuse")  # what a command does with a damaged artif
 
 @dataclass(frozen=True)
 class ArtifactRecord:
-    format: str  # onnx | tf_savedmodel | tflite_fp32 | tflite_fp16 | keras
+    format: str  # a name in ``converters.formats.FORMATS``
     path: str  # relative to the manifest's folder
     layout: str  # NCHW | NHWC
-    precision: str  # fp32 | fp16
+    precision: str  # fp32 | fp16 | int8
     input_permutation: list[int] | None  # canonical NCHW -> this artifact's layout
     size_bytes: int
     sha256: str
     # st_mtime_ns of the file (of the newest file, for a folder) when it was recorded; None
     # in manifests written before it existed, which then always take the full sha256 check
     mtime_ns: int | None = None
+    # what wrote it: "torch.onnx", "onnx2tf", "keras" (the Keras model's own export), ...;
+    # "" in manifests written before it was recorded
+    converter: str = ""
+    # how an int8 artifact was quantized and on which photos (calibration hash, digests)
+    quantization: Quantization | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ArtifactRecord":
+        q = data.get("quantization")
+        return cls(**{**data, "quantization": Quantization.from_json(q) if q else None})
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,12 @@ class Manifest:
     created: str = ""
     host: dict[str, str] = field(default_factory=dict)
     side_files: list[FileRecord] = field(default_factory=list)
+    # what the conversion chose and why (e.g. SavedModel/TFLite from the Keras model because
+    # onnx2tf failed), one line each
+    notes: list[str] = field(default_factory=list)
+    # the model as built (source, builder, preprocessing, head): parity rebuilds the PyTorch
+    # reference from it with no catalog look-up; None in manifests written before it existed
+    entry: ModelEntry | None = None
 
     def artifact(self, fmt: str) -> ArtifactRecord:
         for a in self.artifacts:
@@ -75,16 +93,30 @@ class Manifest:
     def to_json(self) -> dict[str, Any]:
         # the typed fields write their own JSON: the weights' derived spec, NaN as null
         return {**asdict(self), "weights": self.weights.to_json(),
-                "agreement": [a.to_json() for a in self.agreement]}
+                "agreement": [a.to_json() for a in self.agreement],
+                "entry": self.entry.to_json() if self.entry else None}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Manifest":
         data = dict(data)
         data["weights"] = WeightsSource.from_json(data["weights"])
-        data["artifacts"] = [ArtifactRecord(**a) for a in data.get("artifacts", [])]
+        data["artifacts"] = [ArtifactRecord.from_json(a) for a in data.get("artifacts", [])]
         data["agreement"] = [Agreement.from_json(a) for a in data.get("agreement", [])]
         data["side_files"] = [FileRecord(**f) for f in data.get("side_files", [])]
+        data["entry"] = ModelEntry.from_json(data["entry"]) if data.get("entry") else None
         return cls(**data)
+
+    def preprocessing(self) -> Preprocessing:
+        """The preprocessing the artifacts expect, as recorded when converting."""
+        return Preprocessing.from_json(self.input_spec["preprocessing"])
+
+    def model_entry(self) -> ModelEntry:
+        """The converted model's entry: the recorded one, else (older manifests) the catalog's."""
+        if self.entry is not None:
+            return self.entry
+        from zoo.registry import get_entry
+
+        return get_entry(self.model)
 
     def write(self, folder: Path) -> Path:
         self.versions = library_versions(VERSIONED)
@@ -129,6 +161,19 @@ def file_record(folder: Path, path: Path) -> FileRecord:
     size, digest = file_digest(path)
     _, mtime = file_stat(path)
     return FileRecord(str(path.relative_to(folder)), size, digest, mtime)
+
+
+def artifact_record(folder: Path, fmt: str, path: Path, converter: str) -> ArtifactRecord:
+    """The manifest record of artifact ``path`` (inside ``folder``) of format ``fmt``; its
+    layout and precision come from the format registry."""
+    from converters.formats import get_format
+    from converters.runners.base import NCHW_TO_NHWC
+
+    spec = get_format(fmt)
+    f = file_record(folder, path)
+    perm = list(NCHW_TO_NHWC) if spec.layout == "NHWC" else None
+    return ArtifactRecord(fmt, f.path, spec.layout, spec.precision, perm, f.size_bytes,
+                          f.sha256, f.mtime_ns, converter)
 
 
 @dataclass(frozen=True)

@@ -7,22 +7,25 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
 from converters.agreement import Agreement, compare_logits, failed_run, torch_rounding_gap
-from converters.manifest import (ArtifactRecord, Damage, Manifest, file_record, staged_folder,
-                                 verify_artifacts)
+from converters.formats import default_formats, formats_of_step
+from converters.manifest import (ArtifactRecord, Damage, Manifest, artifact_record, file_record,
+                                 staged_folder, verify_artifacts)
 from converters.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx
-from converters.runners import NCHW_TO_NHWC, RunnerSpec, make_runner
+from converters.quantize import QuantizeOptions
+from converters.runners import RunnerSpec, make_runner
 from converters.terminal import Status, no_status
 from converters.tolerance import DEFAULT_POLICY, TolerancePolicy
-from zoo.build import build_model
+from converters.model_input import ModelLike, describe, resolve_model
 from zoo.data import SamplePhotos, sample_photos
-from zoo.meta import input_shape, published_meta
+from zoo.entry import Preprocessing
+from zoo.meta import input_shape, preprocessing_of, published_meta
 from zoo.preprocess import preprocess_images
 from zoo.registry import get_entry
 
@@ -34,7 +37,9 @@ class ConvertOptions:
     weights: str = "imagenet"
     out_root: Path = DEFAULT_OUT
     n_images: int = 16
-    formats: tuple[str, ...] = ("onnx", "tf_savedmodel", "tflite_fp32", "tflite_fp16", "keras")
+    formats: tuple[str, ...] = field(default_factory=default_formats)
+    int8: QuantizeOptions = QuantizeOptions()  # how ``onnx_int8`` is calibrated, when asked
+    tf_converter: str = "auto"  # SavedModel/TFLite by onnx2tf, else Keras (converters.tf_step)
 
 
 class _Timer:
@@ -54,11 +59,7 @@ class _Timer:
             self.seconds[name] = round(time.perf_counter() - t0, 3)
 
 
-def _record(folder: Path, fmt: str, path: Path, layout: str, precision: str) -> ArtifactRecord:
-    f = file_record(folder, path)
-    perm = list(NCHW_TO_NHWC) if layout == "NHWC" else None
-    return ArtifactRecord(fmt, f.path, layout, precision, perm, f.size_bytes, f.sha256,
-                          f.mtime_ns)
+_record = artifact_record
 
 
 def parity_side_files(manifest: Manifest) -> list[str]:
@@ -67,36 +68,50 @@ def parity_side_files(manifest: Manifest) -> list[str]:
     from converters.tf_export import TENSOR_MAP
 
     paths = {a.format: a.path for a in manifest.artifacts}
-    side = [TENSOR_MAP] if {"tf_savedmodel", "tflite_fp32", "tflite_fp16"} & set(paths) else []
+    side = [TENSOR_MAP] if formats_of_step("tf", tuple(paths)) else []
     return side + ([str(layer_map_path(Path(paths["keras"])))] if "keras" in paths else [])
 
 
-def convert_model(name: str, opts: ConvertOptions = ConvertOptions(),
-                  log: Callable[[str], None] = print, *, status: Status = no_status
+def convert_model(model: ModelLike, opts: ConvertOptions = ConvertOptions(),
+                  log: Callable[[str], None] = print, *, status: Status = no_status,
+                  name: str | None = None, preprocessing: Preprocessing | None = None
                   ) -> Manifest:
-    """Convert one catalog model into ``opts.out_root/<name>/`` and check agreement.
+    """Convert a model into ``opts.out_root/<entry.folder>/`` and check agreement.
 
-    ``status(text)`` is entered around each step (``converters.progress``)."""
-    entry = get_entry(name)
+    ``model``: a catalog name (anything ``zoo.registry.get_entry`` takes: ``resnet50``,
+    ``timm/vit_small_patch16_224``), an entry (a user's factory:
+    ``zoo.sources.user.user_entry``), or an ``nn.Module`` with its ``preprocessing``
+    (default ImageNet's at 224 px) and ``name``. ``status(text)`` is entered around each
+    step (``converters.progress``)."""
     timer = _Timer(status)
-    with timer.step("load_pytorch", f"{name}: building the PyTorch model ({opts.weights} weights)"):
-        model, source = build_model(entry, weights=opts.weights)
+    with timer.step("load_pytorch", f"{describe(model)}: building the PyTorch model "
+                                    f"({opts.weights} weights)"):
+        built = resolve_model(model, weights=opts.weights, name=name,
+                              preprocessing=preprocessing)
+    entry, model, source = built.entry, built.model, built.weights
+    name = entry.name
     log(f"{name}: weights = {source.label}")
     shape = input_shape(entry)
-    prep = published_meta(entry).preprocessing
+    prep = preprocessing_of(entry)
     photos = sample_photos(opts.n_images)
     manifest = Manifest(
         model=name, weights=source,
         input_spec={"name": INPUT_NAME, "shape": [-1, *shape[1:]], "dtype": "float32",
                     "layout": "NCHW", "output": OUTPUT_NAME, "preprocessing": prep.__dict__,
-                    "sample_photos": photos.source})
-    with staged_folder(opts.out_root / name) as stage:
-        for record in _convert_steps(stage, name, model, shape, photos, opts.formats, timer, log):
+                    "sample_photos": photos.source}, entry=entry)
+    with staged_folder(opts.out_root / entry.folder) as stage:
+        for record in _convert_steps(stage, entry.slug, model, shape, photos, opts.formats,
+                                     timer, log,
+                                     int8=opts.int8, tf_converter=opts.tf_converter,
+                                     notes=manifest.notes):
             manifest.artifacts.append(record)
         manifest.step_seconds = timer.seconds
         with timer.step("agreement", f"agreement: every artifact vs PyTorch on "
                                      f"{len(photos.images)} photos"):
             agreement = check_agreement(stage, manifest, model, photos)
+        if opts.tf_converter == "auto":
+            agreement = _tf_from_keras_if_disagreeing(stage, manifest, agreement, model, photos,
+                                                      timer, log)
         manifest.agreement = agreement
         manifest.side_files = [file_record(stage, stage / p) for p in parity_side_files(manifest)
                                if (stage / p).exists()]
@@ -105,30 +120,105 @@ def convert_model(name: str, opts: ConvertOptions = ConvertOptions(),
 
 
 def _convert_steps(stage: Path, name: str, model, shape, photos: SamplePhotos,
-                   formats: tuple[str, ...], timer: _Timer, log: Callable[[str], None]
-                   ) -> Iterator[ArtifactRecord]:
+                   formats: tuple[str, ...], timer: _Timer, log: Callable[[str], None],
+                   *, int8: QuantizeOptions = QuantizeOptions(), tf_converter: str = "auto",
+                   notes: list[str] | None = None) -> Iterator[ArtifactRecord]:
     onnx_path = stage / f"{name}.onnx"
     with timer.step("onnx", "ONNX export (torch.onnx, opset 17)"):
         export_onnx(model, input_shape=shape, path=onnx_path)
     log(f"  onnx          {timer.seconds['onnx']:6.1f} s  {onnx_path.name}")
-    yield _record(stage, "onnx", onnx_path, "NCHW", "fp32")
-    if {"tf_savedmodel", "tflite_fp32", "tflite_fp16"} & set(formats):
-        from converters.tf_export import convert_onnx_to_tf
+    yield _record(stage, "onnx", onnx_path, "torch.onnx")
+    if "onnx_int8" in formats:
+        yield _int8_step(stage, name, onnx_path, int8, timer, log)
+    keras = _KerasStep(stage, onnx_path, timer, log)
+    if "keras" in formats:  # first: the TF step may export from it
+        keras.path()
+    if formats_of_step("tf", formats):
+        from converters.tf_step import run_tf_step
 
-        with timer.step("onnx2tf", "onnx2tf: SavedModel, TFLite fp32/fp16"):
-            tf = convert_onnx_to_tf(onnx_path, stage, calibration_images=photos.images)
-        log(f"  onnx2tf       {timer.seconds['onnx2tf']:6.1f} s  saved_model/, "
-            f"{tf.tflite_fp32.name}, {tf.tflite_fp16.name}")
-        yield _record(stage, "tf_savedmodel", tf.saved_model, "NHWC", "fp32")
-        yield _record(stage, "tflite_fp32", tf.tflite_fp32, "NHWC", "fp32")
-        yield _record(stage, "tflite_fp16", tf.tflite_fp16, "NHWC", "fp16")
-    if "keras" in formats:
-        from converters.keras_export import export_keras
+        tf = run_tf_step(onnx_path, stage, converter=tf_converter, keras_path=keras.path,
+                         calibration_images=photos.images, step=timer.step)
+        step = "onnx2tf" if tf.records[0].converter == "onnx2tf" else "keras_tf"
+        log(f"  {step:13s} {timer.seconds[step]:6.1f} s  "
+            + ", ".join(Path(r.path).name for r in tf.records))
+        if tf.note:
+            log(f"  {tf.note}")
+            if notes is not None:
+                notes.append(tf.note)
+        yield from tf.records
+        if {"tflite_int8", "tflite_int8_io"} & set(formats):
+            yield from _tflite_int8_step(stage, name, tf.records, int8, timer, log)
+    if keras.built is not None:
+        yield _record(stage, "keras", keras.built, "keras")
 
-        with timer.step("keras", "Keras 3 model (modelzoo's ONNX -> Keras builder)"):
-            keras_path = export_keras(onnx_path, stage / f"{onnx_path.stem}.keras")
-        log(f"  keras         {timer.seconds['keras']:6.1f} s  {keras_path.name}")
-        yield _record(stage, "keras", keras_path, "NHWC", "fp32")
+
+class _KerasStep:
+    """The ``.keras`` artifact, built once: when asked for, or when the TF step needs it."""
+
+    def __init__(self, stage: Path, onnx_path: Path, timer: _Timer,
+                 log: Callable[[str], None]) -> None:
+        self.stage, self.onnx_path, self.timer, self.log = stage, onnx_path, timer, log
+        self.built: Path | None = None
+
+    def path(self) -> Path:
+        if self.built is None:
+            from converters.keras_export import export_keras
+
+            with self.timer.step("keras", "Keras 3 model (modelzoo's ONNX -> Keras builder)"):
+                self.built = export_keras(self.onnx_path,
+                                          self.stage / f"{self.onnx_path.stem}.keras")
+            self.log(f"  keras         {self.timer.seconds['keras']:6.1f} s  {self.built.name}")
+        return self.built
+
+
+def _tf_from_keras_if_disagreeing(stage: Path, manifest: Manifest, agreement: list[Agreement],
+                                  model, photos: SamplePhotos, timer: _Timer,
+                                  log: Callable[[str], None]) -> list[Agreement]:
+    """onnx2tf's SavedModel/TFLite replaced by the Keras model's where they disagree and the
+    Keras model's export agrees better (``converters.tf_step``)."""
+    from converters.tf_step import replace_if_disagreeing
+
+    agreement, note = replace_if_disagreeing(
+        stage, manifest, agreement, step=timer.step,
+        check=lambda folder, trial: check_agreement(folder, trial, model, photos))
+    if note:
+        log(f"  {note}")
+        manifest.notes.append(note)
+    return agreement
+
+
+def _int8_step(stage: Path, name: str, onnx_path: Path, opts: QuantizeOptions, timer: _Timer,
+               log: Callable[[str], None]) -> ArtifactRecord:
+    """``<name>_int8.onnx``: ONNX Runtime static QDQ int8, calibrated on real photos; its
+    record carries how (``Quantization``: method, calibration photos and their hash)."""
+    import dataclasses
+
+    from converters.quantize import TOOL, make_int8
+
+    prep = published_meta(get_entry(name)).preprocessing
+    with timer.step("onnx_int8", f"int8: ONNX Runtime static quantization ({opts.method} "
+                                 "calibration)"):
+        path, quant = make_int8(onnx_path, prep, opts)
+    log(f"  onnx_int8     {timer.seconds['onnx_int8']:6.1f} s  {path.name} ({quant.label})")
+    return dataclasses.replace(_record(stage, "onnx_int8", path, TOOL), quantization=quant)
+
+
+def _tflite_int8_step(stage: Path, name: str, tf_records: list[ArtifactRecord],
+                     opts: QuantizeOptions, timer: _Timer, log: Callable[[str], None]
+                     ) -> Iterator[ArtifactRecord]:
+    """TFLite full-integer int8 (float and int8 I/O) from the SavedModel, calibrated on the
+    same photos as ``onnx_int8``."""
+    import dataclasses
+
+    from converters.tflite_int8 import TOOL, make_tflite_int8
+
+    saved = next(stage / r.path for r in tf_records if r.format == "tf_savedmodel")
+    prep = published_meta(get_entry(name)).preprocessing
+    with timer.step("tflite_int8", "int8: TFLite full-integer quantization"):
+        fio, iio, quant = make_tflite_int8(saved, stage, name, prep, calib=opts.calib)
+    log(f"  tflite_int8   {timer.seconds['tflite_int8']:6.1f} s  {fio.name}, {iio.name}")
+    for fmt, path in (("tflite_int8", fio), ("tflite_int8_io", iio)):
+        yield dataclasses.replace(_record(stage, fmt, path, TOOL), quantization=quant)
 
 
 @dataclass(frozen=True)
@@ -158,7 +248,7 @@ def check_existing(folder: Path, weights_spec: str, *, full: bool = False) -> Ex
     except ValueError:  # manifest.json itself is corrupt: nothing in the folder can be trusted
         return Existing(False, [unreadable_manifest(folder)])
     listed = {a.format for a in manifest.artifacts}
-    if manifest.weights.spec != weights_spec or not set(ConvertOptions().formats) <= listed:
+    if manifest.weights.spec != weights_spec or not set(default_formats()) <= listed:
         return Existing(False, [])
     return Existing(True, verify_artifacts(folder, manifest, required=parity_side_files(manifest),
                                            full=full))
@@ -181,8 +271,7 @@ def check_agreement(folder: Path, manifest: Manifest, model, photos: SamplePhoto
     """Logits of every artifact vs PyTorch on the sample photos, held to ``policy``."""
     import torch
 
-    prep = published_meta(get_entry(manifest.model)).preprocessing
-    x = preprocess_images(photos.images, prep)
+    x = preprocess_images(photos.images, manifest.preprocessing())
     with torch.inference_mode():
         ref = model(torch.from_numpy(x)).numpy()
     gap = torch_rounding_gap(model, x)

@@ -29,6 +29,7 @@ class TfArtifacts:
     tflite_fp32: Path
     tflite_fp16: Path
     tensor_map: Path  # ONNX tensor name -> TF layer name and layout permutation
+    converter: str = "onnx2tf"  # or "keras": exported from the Keras artifact
 
 
 @contextlib.contextmanager

@@ -54,6 +54,19 @@ DEFAULTS: Mapping[str, Tolerance] = MappingProxyType({
                       TensorTolerance(min_snr_db=80.0, min_cosine=0.99999)),
     "fp16": Tolerance(LogitTolerance(atol=5e-2, rtol=2e-2, min_top1=0.9),
                       TensorTolerance(min_snr_db=30.0, min_cosine=0.999)),
+    # int8 (``onnx_int8``): bars of its own, loose by design (8-bit rounding is the point)
+    # yet far from a broken calibration. Logits: max |err| <= 35% of max |logit| and top-1
+    # agreement >= 60% on the 16 agreement photos. Measured there (minmax calibration):
+    # mobilenet_v2, real weights: 19% and 94% with the default calibration, 85% and 6% with
+    # one black image; squeezenet1_1, random weights: 2.5% and 88%, 68% and 25%.
+    # Tensors (parity, ``converters.parity.int8``): 8 bits give ~40 dB on one well-scaled
+    # tensor and error accumulates with depth: good calibrations of mobilenet_v2 bottom out
+    # at ~4 dB on one projection layer (13 dB at the logits), squeezenet1_1 at 28 dB; one
+    # black image drops both to 0.4-1.8 dB. Bar: SNR >= 3 dB (relative L2 error <= 71%)
+    # and cosine >= 0.5. An absolute bar is blunt for int8, so the int8 report also ranks
+    # layers by their SNR drop from their inputs: the layers that add the most error.
+    "int8": Tolerance(LogitTolerance(atol=0.0, rtol=0.35, min_top1=0.6),
+                      TensorTolerance(min_snr_db=3.0, min_cosine=0.5)),
 })
 
 

@@ -39,3 +39,25 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 900,
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
     return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def int8_mobilenet(tmp_path_factory):
+    """mobilenet_v2 (real weights) converted to ONNX and ONNX int8 (minmax calibration on
+    4 imagenet-sample photos, copied to their own folder): (artifact root, calib folder)."""
+    import shutil
+
+    from converters.calibration import image_files, imagenet_sample_dir
+    from converters.pipeline import ConvertOptions, convert_model
+    from converters.quantize import QuantizeOptions
+
+    root = tmp_path_factory.mktemp("int8")
+    calib = root / "calib"
+    calib.mkdir()
+    for f in image_files(imagenet_sample_dir())[0:40:10]:
+        shutil.copy(f, calib / f.name)
+    opts = ConvertOptions(weights="imagenet", out_root=root / "artifacts",
+                          formats=("onnx", "onnx_int8"),
+                          int8=QuantizeOptions(method="minmax", calib=calib))
+    convert_model("mobilenet_v2", opts, log=lambda s: None)
+    return root / "artifacts", calib

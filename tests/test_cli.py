@@ -15,8 +15,8 @@ def test_console_script_lists_every_command():
     proc = subprocess.run([str(MODELZOO), "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     names = [c.name for c in all_commands()]
-    assert names == ["convert", "parity", "parity-catalog", "demo", "bench", "report", "compare",
-                     "transfer", "keras-seed", "parity-time", "list"]
+    assert names == ["convert", "parity", "parity-catalog", "sweep", "demo", "bench", "report", "compare",
+                     "transfer", "accuracy", "keras-seed", "parity-time", "list"]
     for name in names:
         assert f"    {name}" in proc.stdout, name
 

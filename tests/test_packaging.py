@@ -31,3 +31,13 @@ def test_licence_and_dev_extra():
     assert "Apache License" in (REPO / "LICENSE").read_text()[:200]
     assert not any(d.startswith("pytest") for d in project["dependencies"])
     assert any(d.startswith("pytest") for d in project["optional-dependencies"]["dev"])
+
+
+def test_ray_is_an_extra_the_dev_extra_includes():
+    """`--executor ray` needs Ray (~240 MB installed): the `cluster` extra, not a plain
+    install; `dev` has it so the executor tests run a real local cluster."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    assert not any(d.startswith("ray") for d in project["dependencies"])
+    assert any(d.startswith("ray") for d in extras["cluster"])
+    assert any(d.startswith("ray") for d in extras["dev"])

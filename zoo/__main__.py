@@ -1,7 +1,9 @@
-"""``python -m zoo list [PATTERN]``: the catalog as a table."""
+"""``python -m zoo list [PATTERN] [--all]``: the catalog as a table (``--all``: every
+torchvision classifier; ``timm/PATTERN``: timm's models)."""
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import sys
 from typing import TYPE_CHECKING
@@ -26,7 +28,8 @@ FAMILY = COLUMNS.index(("family", False))
 OPTIONAL = (FAMILY, COLUMNS.index(("acc@5", True)), COLUMNS.index(("file\n(MB)", True)))
 CAPTION = ("GFLOPs (2/MAC): torchvision's published ops x 2, a multiply-add counted as 2 FLOPs "
            "as in the latency tables. offline: real ImageNet weights on this machine (torch hub "
-           "cache or an offline weight package). input: crop/resize.")
+           "cache or an offline weight package). input: crop/resize. feature layer \"(in)\": "
+           "the input of that layer (a derived entry's head). -: not published by the source.")
 
 
 def abbreviate_left(text: str, width: int) -> str:
@@ -44,10 +47,16 @@ def catalog_row(entry: "ModelEntry") -> list[str]:
     m = published_meta(entry)
     p = m.preprocessing
     tag = m.weights.split(".")[-1].removeprefix("IMAGENET1K_")  # every tag is ImageNet-1K
+    layer = entry.feature_layer + (" (in)" if entry.feature_at == "input" else "")
     return [entry.name, entry.family, tag, "yes" if imagenet_available_offline(entry) else "no",
-            f"{p.crop_size}/{p.resize_size}", f"{m.acc1:.2f}", f"{m.acc5:.2f}",
-            f"{m.num_params / 1e6:.2f}", f"{2 * m.gflops:.2f}", f"{m.file_size_mb:.1f}",
-            entry.feature_layer, str(entry.feature_dim)]
+            f"{p.crop_size}/{p.resize_size}", _num(m.acc1), _num(m.acc5),
+            _num(m.num_params / 1e6 if m.num_params else math.nan), _num(2 * m.gflops),
+            _num(m.file_size_mb, 1), layer, str(entry.feature_dim)]
+
+
+def _num(value: float, digits: int = 2) -> str:
+    """A published number, or "-" where the source publishes none (NaN)."""
+    return "-" if math.isnan(value) else f"{value:.{digits}f}"
 
 
 def fit_columns(rows: list[list[str]], width: int) -> tuple[list[int], list[list[str]]]:
@@ -81,7 +90,7 @@ def output_width() -> int:
     return shutil.get_terminal_size().columns if sys.stdout.isatty() else NON_TTY_WIDTH
 
 
-def _list(pattern: str) -> int:
+def _list(pattern: str, everything: bool = False) -> int:
     from rich import box
     from rich.console import Console
     from rich.table import Table
@@ -89,14 +98,15 @@ def _list(pattern: str) -> int:
     from zoo.exits import ExitCode
     from zoo.registry import get_entry, list_models
 
-    names = list_models(pattern)
+    names = list_models(pattern, everything=everything)
     if not names:
-        print(f"error: no catalog model matches {pattern!r} (`python -m zoo list` shows all)",
-              file=sys.stderr)
+        print(f"error: no catalog model matches {pattern!r} (`python -m zoo list --all` shows "
+              "all)", file=sys.stderr)
         return ExitCode.BAD_INPUT
     width = output_width()
     keep, rows = fit_columns([catalog_row(get_entry(n)) for n in names], width)
-    table = Table(title="modelzoo catalog (published numbers: torchvision weights meta)",
+    scope = "every torchvision classifier" if everything else "catalog"
+    table = Table(title=f"modelzoo {scope} (published numbers: the source's weights meta)",
                   caption=CAPTION, box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False,
                   show_edge=False, caption_justify="left")
     for i in keep:
@@ -109,12 +119,15 @@ def _list(pattern: str) -> int:
 
 
 def _list_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("pattern", nargs="?", default="*", help="fnmatch filter, e.g. 'resnet*'")
+    p.add_argument("pattern", nargs="?", default="*",
+                   help="fnmatch filter, e.g. 'resnet*'; 'timm/PATTERN' lists timm's models")
+    p.add_argument("--all", dest="everything", action="store_true",
+                   help="every torchvision ImageNet classifier, not only the curated default set")
 
 
 COMMANDS: tuple[Command, ...] = (
     Command("list", "print the catalog (published metadata, feature layer, offline weights)",
-            _list_arguments, lambda args: _list(args.pattern)),
+            _list_arguments, lambda args: _list(args.pattern, args.everything)),
 )
 
 

@@ -1,4 +1,4 @@
-"""Build a catalog model with resolved weights."""
+"""Build a model of any source with resolved weights."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -6,8 +6,7 @@ from typing import TYPE_CHECKING
 from zoo.entry import ModelEntry
 from zoo.meta import input_shape
 from zoo.registry import get_entry
-from zoo.weights import (WeightsMismatchError, WeightsSource, imagenet_available_offline,
-                         load_file_state, load_imagenet_state, mismatch_summary, parse_spec)
+from zoo.weights import WeightsSource, load_file_state, load_strict, parse_spec
 
 if TYPE_CHECKING:
     import torch
@@ -17,33 +16,60 @@ def build_model(name_or_entry: str | ModelEntry, *, weights: str | None = "image
                 ) -> tuple["torch.nn.Module", WeightsSource]:
     """Return the model in eval mode and where its weights came from.
 
-    ``weights``: ``imagenet[:TAG]`` (default), ``random[:SEED]``, ``auto`` or a state-dict path.
+    ``weights``: ``imagenet[:TAG]`` (default: the source's pretrained weights),
+    ``random[:SEED]``, ``auto``, a state-dict path, or for a user's model ``factory``
+    (what its factory returns, also what ``imagenet`` means there).
     """
     import torch
-    import torchvision.models as tvm
+
+    from zoo.sources import source_of
 
     entry = name_or_entry if isinstance(name_or_entry, ModelEntry) else get_entry(name_or_entry)
+    source = source_of(entry)
     kind, arg = parse_spec(weights)
     if kind == "auto":
-        kind, arg = ("imagenet", None) if imagenet_available_offline(entry) else ("random", "0")
-    builder = getattr(tvm, entry.builder)
+        kind, arg = ("imagenet", None) if source.available_offline(entry) else ("random", "0")
+    if kind in ("factory", "module") and entry.source not in ("user", "module"):
+        raise ValueError(f"{entry.name}: weights 'factory' are for your own model "
+                         "(file.py:factory); use imagenet, random[:SEED] or a state-dict path")
+    if kind in ("imagenet", "factory", "module"):
+        model, found = source.pretrained(entry, arg)
+        return source.finish(entry, model).eval(), found
     if kind == "random":
         seed = int(arg)
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            model = builder(weights=None, **entry.builder_kwargs)
+            model = source.build(entry)
+            redrawn = redraw_zero_weights(model)
             calibrated = calibrate_batchnorm(model, input_shape(entry, 8))
-        label = f"random weights (seed {seed}{', BN stats on seeded noise' if calibrated else ''})"
-        return model.eval(), WeightsSource("random", label, "", False, seed)
-    state, source = load_imagenet_state(entry, arg) if kind == "imagenet" else load_file_state(arg)
-    model = builder(weights=None, **entry.builder_kwargs)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError:
-        raise WeightsMismatchError(
-            f"{entry.name}: state dict from {source.location} does not fit: "
-            f"{mismatch_summary(model.state_dict(), state)}") from None
-    return model.eval(), source
+        notes = ([f"zero-initialised {', '.join(redrawn)} drawn from N(0, 0.02)"] if redrawn
+                 else []) + (["BN stats on seeded noise"] if calibrated else [])
+        label = f"random weights (seed {seed}{''.join(', ' + n for n in notes)})"
+        return (source.finish(entry, model).eval(),
+                WeightsSource("random", label, "", False, seed))
+    state, found = load_file_state(arg)
+    model = load_strict(entry, source.build(entry), state, found)
+    return source.finish(entry, model).eval(), found
+
+
+def redraw_zero_weights(model: "torch.nn.Module") -> list[str]:
+    """Draw every all-zero Linear/Conv weight from N(0, 0.02); the names of those redrawn.
+
+    Some builders zero-initialise their classifier (torchvision's ViT ``heads.head``), so a
+    randomly initialised model outputs all-zero logits for every input and every format
+    "agrees" with PyTorch without checking anything. Call under a forked, seeded RNG.
+    """
+    import torch
+
+    redrawn = []
+    for name, m in model.named_modules():
+        w = getattr(m, "weight", None)
+        if (isinstance(m, (torch.nn.Linear, torch.nn.modules.conv._ConvNd))
+                and isinstance(w, torch.Tensor) and w.numel() and not torch.any(w)):
+            with torch.no_grad():
+                torch.nn.init.normal_(w, std=0.02)
+            redrawn.append(name)
+    return redrawn
 
 
 def calibrate_batchnorm(model: "torch.nn.Module", shape: tuple[int, ...]) -> bool:

@@ -73,6 +73,7 @@ def _reporting_zoo_errors(args: argparse.Namespace) -> int:
     above add theirs, e.g. ``converters.errors.reporting_user_errors``)."""
     import sys
 
+    from zoo.executors.base import ExecutorUnavailable
     from zoo.exits import ExitCode, OutputDirError, first_line
     from zoo.registry import UnknownModelError
     from zoo.weights import WeightsMismatchError, WeightsUnavailableError
@@ -80,7 +81,7 @@ def _reporting_zoo_errors(args: argparse.Namespace) -> int:
     try:
         return args._command.run(args)
     except (UnknownModelError, OutputDirError, WeightsUnavailableError,
-            WeightsMismatchError) as exc:
+            WeightsMismatchError, ExecutorUnavailable) as exc:
         print(f"error: {first_line(exc, 1000)}", file=sys.stderr)
         return ExitCode.BAD_INPUT
 
@@ -89,22 +90,24 @@ def add_models_argument(parser: argparse.ArgumentParser, *, default: str = "the 
                         ) -> None:
     """``--models`` in one form everywhere: names or fnmatch patterns, space- or comma-separated."""
     parser.add_argument("--models", nargs="+", metavar="NAME",
-                        help=f"catalog names or patterns ('resnet*'), space- or "
+                        help=f"model names or patterns ('resnet*', 'timm/vit_*'), space- or "
                              f"comma-separated (default: {default})")
 
 
 def expand_models(values: Sequence[str] | None, default: Sequence[str]) -> list[str]:
-    """Catalog names for ``--models`` values; UnknownModelError / ValueError name the bad one."""
+    """Model names for ``--models`` values: names (any ``get_entry`` takes) and patterns,
+    which select from every torchvision classifier (``timm/PATTERN``: timm's); ``default``
+    when none are given. UnknownModelError / ValueError name the bad one."""
     from zoo.registry import UnknownModelError, get_entry, list_models
 
     patterns = [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
     models: list[str] = []
     for pattern in patterns or list(default):
         if any(c in pattern for c in "*?["):
-            found = list_models(pattern)
+            found = list_models(pattern, everything=True)
             if not found:
-                raise UnknownModelError(f"no catalog model matches {pattern!r} "
-                                        "(`modelzoo list` shows the catalog)")
+                raise UnknownModelError(f"no model matches {pattern!r} "
+                                        "(`python -m zoo list --all` shows every one)")
         else:
             found = [get_entry(pattern).name]
         models += [m for m in found if m not in models]

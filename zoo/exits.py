@@ -23,6 +23,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from enum import IntEnum
 from pathlib import Path
 from typing import Callable, Iterator
@@ -129,14 +130,47 @@ def stop_process_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
     proc.communicate()
 
 
-def run_child(cmd: list[str], *, timeout: float | None = None, **kwargs) -> subprocess.CompletedProcess:
+def _die_with_parent() -> None:  # runs in the child between fork and exec (Linux only)
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def run_child(cmd: list[str], *, timeout: float | None = None,
+              on_start: Callable[[subprocess.Popen], None] | None = None,
+              die_with_parent: bool = False, **kwargs) -> subprocess.CompletedProcess:
     """``subprocess.run`` with captured text output, in its own process group, stopped
-    gracefully (``stop_process_group``) when this process is interrupted or times out."""
+    gracefully (``stop_process_group``) when this process is interrupted or times out.
+
+    ``on_start`` gets the child as soon as it runs (an executor stops it from another
+    thread). ``die_with_parent``: the child is killed when this process dies, even by
+    SIGKILL (a cluster worker that is lost must not leave its conversion running beside
+    the retry); Linux only, ignored elsewhere.
+    """
+    if die_with_parent and sys.platform.startswith("linux"):
+        kwargs["preexec_fn"] = _die_with_parent
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, **kwargs)
+    if on_start is not None:
+        on_start(proc)
     try:
-        stdout, stderr = proc.communicate(timeout=timeout)
+        stdout, stderr = _communicate(proc, timeout)
     except BaseException:
         stop_process_group(proc)
         raise
     return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+
+
+def _communicate(proc: subprocess.Popen, timeout: float | None) -> tuple[str, str]:
+    """``proc.communicate(timeout)`` woken once a second: an interrupt raised into this
+    thread without a signal (Ray's cancel of a running task) is acted on within a second,
+    not when the child ends. Retrying after TimeoutExpired loses no output."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        step = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
+        try:
+            return proc.communicate(timeout=step)
+        except subprocess.TimeoutExpired:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(proc.args, timeout) from None

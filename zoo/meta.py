@@ -1,6 +1,7 @@
-"""Published metadata read from torchvision's weights enums (no download)."""
+"""Published metadata, read through the entry's source (no download)."""
 from __future__ import annotations
 
+import dataclasses
 from functools import lru_cache
 
 from zoo.entry import ModelEntry, Preprocessing, PublishedMeta
@@ -22,29 +23,20 @@ def weights_member(entry: ModelEntry, tag: str | None = None):
 
 @lru_cache(maxsize=None)
 def published_meta(entry: ModelEntry, tag: str | None = None) -> PublishedMeta:
-    w = weights_member(entry, tag)
-    t = w.transforms()
-    metrics = w.meta["_metrics"]["ImageNet-1K"]
-    return PublishedMeta(
-        weights=f"{entry.weights_enum}.{w.name}",
-        url=w.url,
-        acc1=float(metrics["acc@1"]),
-        acc5=float(metrics["acc@5"]),
-        num_params=int(w.meta["num_params"]),
-        gflops=float(w.meta["_ops"]),
-        file_size_mb=float(w.meta["_file_size"]),
-        recipe=str(w.meta.get("recipe", "")),
-        preprocessing=Preprocessing(
-            resize_size=int(t.resize_size[0]),
-            crop_size=int(t.crop_size[0]),
-            mean=tuple(float(x) for x in t.mean),
-            std=tuple(float(x) for x in t.std),
-            interpolation=t.interpolation.value,
-        ),
-    )
+    """The source's published meta; an entry's own ``preprocessing`` wins over the source's."""
+    from zoo.sources import source_of
+
+    meta = source_of(entry).published_meta(entry, tag)
+    if entry.preprocessing is not None:
+        meta = dataclasses.replace(meta, preprocessing=entry.preprocessing)
+    return meta
+
+
+def preprocessing_of(entry: ModelEntry) -> Preprocessing:
+    return entry.preprocessing or published_meta(entry).preprocessing
 
 
 def input_shape(entry: ModelEntry, batch: int = 1) -> tuple[int, int, int, int]:
     """NCHW input shape the entry's weights were evaluated at."""
-    size = published_meta(entry).preprocessing.crop_size
+    size = preprocessing_of(entry).crop_size
     return (batch, 3, size, size)

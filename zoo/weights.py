@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping
 
 from zoo.data import downloads_allowed
-from zoo.entry import ModelEntry
+from zoo.entry import ModelEntry, WeightsSource  # WeightsSource: re-exported, defined there
 from zoo.meta import published_meta
 
 RANDOM_SEED = 0
@@ -29,39 +28,17 @@ class WeightsMismatchError(RuntimeError):
     """A state dict does not fit the model's architecture."""
 
 
-@dataclass(frozen=True)
-class WeightsSource:
-    kind: str  # "imagenet" | "random" | "file"
-    label: str  # "imagenet (ResNet18_Weights.IMAGENET1K_V1)", "random weights (seed 0)", ...
-    location: str  # file the state dict came from, or "" for random
-    pretrained: bool
-    seed: int | None = None
-
-    @property
-    def spec(self) -> str:
-        """A ``weights=`` value that rebuilds exactly these weights."""
-        return f"random:{self.seed}" if self.kind == "random" else self.location
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "label": self.label, "location": self.location,
-                "pretrained": self.pretrained, "seed": self.seed, "spec": self.spec}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "WeightsSource":
-        """What ``to_json`` wrote (``spec`` is derived again, so it is not read back)."""
-        return cls(data["kind"], data["label"], data["location"], bool(data["pretrained"]),
-                   data.get("seed"))
-
-
 def parse_spec(spec: str | None) -> tuple[str, str | None]:
-    """``imagenet[:TAG]`` | ``random[:SEED]`` | ``auto`` | a path -> (kind, arg).
+    """``imagenet[:TAG]`` | ``random[:SEED]`` | ``auto`` | ``factory`` | a path -> (kind, arg).
 
     ``auto``: ImageNet weights when they are on this machine (hub cache or an
     offline package), else seeded random weights; the result's label says which.
+    ``factory``: a user's model with the weights its factory gave it; ``module``: an
+    in-memory module's own (recorded only: such a model cannot be built again).
     """
     spec = (spec or "imagenet").strip()
-    if spec == "auto":
-        return "auto", None
+    if spec in ("auto", "factory", "module"):
+        return spec, None
     if spec == "imagenet" or spec.startswith("imagenet:"):
         return "imagenet", spec.partition(":")[2] or None
     if spec == "random" or spec.startswith("random:"):
@@ -111,8 +88,26 @@ def _check_hash_prefix(path: Path) -> None:
 
 
 def imagenet_available_offline(entry: ModelEntry) -> bool:
-    name = published_meta(entry).file_name
-    return (hub_checkpoint_dir() / name).is_file() or bool(offline_package_files(name))
+    """Whether the entry's pretrained weights are on this machine (asks its source)."""
+    from zoo.sources import source_of
+
+    return source_of(entry).available_offline(entry)
+
+
+def torchvision_file_offline(file_name: str) -> bool:
+    return (hub_checkpoint_dir() / file_name).is_file() or bool(offline_package_files(file_name))
+
+
+def load_strict(entry: ModelEntry, model: Any, state: Mapping[str, Any], source: WeightsSource
+                ) -> Any:
+    """``model`` with ``state`` loaded strictly; one line naming the keys that do not fit."""
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError:
+        raise WeightsMismatchError(
+            f"{entry.name}: state dict from {source.location} does not fit: "
+            f"{mismatch_summary(model.state_dict(), dict(state))}") from None
+    return model
 
 
 def load_imagenet_state(entry: ModelEntry, tag: str | None) -> tuple[dict, WeightsSource]:

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from bench.latency.records import ConvertRecord, Job
+from converters.formats import FORMATS, formats_of_step
 
 if TYPE_CHECKING:
     from converters.manifest import Damage, Manifest
 
-ARTIFACT_FORMATS = ("onnx", "tf_savedmodel", "tflite_fp32", "tflite_fp16", "keras")
-TF_FORMATS = ("tf_savedmodel", "tflite_fp32", "tflite_fp16")  # the onnx2tf step
+ARTIFACT_FORMATS = tuple(FORMATS)  # every registered format, in registry order
+TF_FORMATS = formats_of_step("tf")  # SavedModel and TFLite: one step
 
 
 def resolve_weights(model: str, requested: str) -> tuple[str, str]:

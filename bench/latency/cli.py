@@ -17,6 +17,7 @@ from typing import Any
 
 from zoo.cli import (add_models_argument, add_results_argument, expand_models, results_dir,
                      run_cli)
+from zoo.executors.cli import add_executor_arguments
 from zoo.exits import ExitCode, first_line, require_writable_dir
 
 EXIT_USAGE = ExitCode.BAD_INPUT
@@ -71,6 +72,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="measure the GEMM peak again instead of using this machine's cached "
                         "figure (cached per device, threads, CPU/GPU model and library versions)")
     p.add_argument("--list-runtimes", action="store_true")
+    add_executor_arguments(p, jobs_help="conversions and static figures at once (default 1); "
+                                        "a timed task always has its node to itself")
 
 
 def parse_options(args: argparse.Namespace):
@@ -185,9 +188,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
     from bench.latency.console import run_with_progress
+    from zoo.executors.cli import make_executor
 
     env = header(opts, [os.path.basename(sys.orig_argv[0]), *sys.orig_argv[1:]])
-    return run_with_progress(opts, env, run_name(opts, env))
+    executor = make_executor(args)  # Ray missing, or no cluster: one line, exit 2
+    try:
+        return run_with_progress(opts, env, run_name(opts, env), executor)
+    finally:
+        executor.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,24 +9,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
     from bench.latency.orchestrate import BenchOptions
-
-
-class RichProgress:
-    """``orchestrate.Progress`` on a rich progress bar, redrawn only when a step starts or
-    ends: a bar that redraws 10 times a second takes CPU from the worker being timed."""
-
-    def __init__(self, progress: "Progress") -> None:
-        self.progress = progress
-        self.task = None
-
-    def start(self, total: int) -> None:
-        self.task = self.progress.add_task("starting", total=total)
-
-    def step(self, description: str) -> None:
-        self.progress.update(self.task, description=description, refresh=True)
-
-    def advance(self) -> None:
-        self.progress.update(self.task, advance=1, refresh=True)
+    from zoo.executors.base import Executor
 
 
 def _fmt(x: Any, spec: str = ".3g") -> str:
@@ -71,26 +54,31 @@ def _cells(r: dict[str, Any], best: set, wide: bool, errors: bool) -> list[str]:
     return cells + ([(r["error"] or "")[:120]] if errors else [])
 
 
-def run_with_progress(opts: "BenchOptions", env: dict[str, Any], name: str) -> int:
-    """Run the bench with a progress bar, write the tables, print the summary."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+def run_with_progress(opts: "BenchOptions", env: dict[str, Any], name: str,
+                      executor: "Executor | None" = None) -> int:
+    """Run the bench on ``executor`` (default: this machine) with the executors' progress
+    display (tasks done, running, failed, per node), write the tables, print the summary."""
     from bench.latency.orchestrate import run_bench
     from bench.latency.report import generate, load_raw, table_rows
+    from zoo.executors.progress import TaskProgress
 
-    err = Console(stderr=True)
     raw_path = opts.results_dir / "raw" / f"{name}.jsonl"
-    columns = (TextColumn("{task.description:<44}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
-    with Progress(*columns, console=err, auto_refresh=False) as bar:
-        run_bench(opts, env, raw_path, RichProgress(bar))
+    with TaskProgress(0, title="bench") as progress:
+        run_bench(opts, env, raw_path, progress, executor)
+    print(progress.summary(), file=sys.stderr)
     paths = generate(raw_path, opts.results_dir)
     run = load_raw(raw_path)
     rows = table_rows(run)
     out = _console()
-    out.print(summary_table(rows, run.peak.gflops_per_s if run.peak else None,
-                            f"{name} ({len(rows)} rows)", width=out.width))
+    hardware = run.hardware
+    if len(hardware) <= 1:
+        out.print(summary_table(rows, run.peak.gflops_per_s if run.peak else None,
+                                f"{name} ({len(rows)} rows)", width=out.width))
+    for hw in hardware if len(hardware) > 1 else ():  # per node hardware, its own peak
+        peak = run.peak_for(hw)
+        out.print(summary_table([r for r in rows if r["hardware"] == hw],
+                                peak.gflops_per_s if peak else None,
+                                f"{name}: {hw or 'not timed'}", width=out.width))
     for kind, path in {"raw": raw_path, **paths}.items():
         out.print(f"{kind:4s} {path}")
     failed = sum(1 for r in rows if r["error"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from converters.formats import default_formats
 from zoo.env import markdown_header
 from zoo.tables import md_table
 
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
     from bench.latency.records import PeakRecord, RawRun
 
 MB = 2**20
-SIZE_FORMATS = ("onnx", "tf_savedmodel", "tflite_fp32", "tflite_fp16", "keras")
+SIZE_FORMATS = default_formats()  # converters.formats: what a plain convert makes
 
 
 def number_cell(v: Any) -> str:
@@ -46,6 +47,10 @@ def _session(p: "PeakRecord") -> str:
     if p.when == "cached":
         return f"cached from an earlier run on this machine: {value}"
     return f"{p.when} the models: {value}"
+
+
+def _peak_value(peak: "PeakRecord | None") -> str:
+    return f"{peak.gflops_per_s:.1f} GFLOP/s" if peak and peak.gflops_per_s else "none"
 
 
 def _setup(run: "RawRun") -> str:
@@ -126,9 +131,20 @@ def write_markdown(run: "RawRun", rows: list[dict[str, Any]], path: Path, *,
     bench = run.env.get("bench", {})
     title = f"Latency: {bench.get('device', '?')}, {run.env.get('threads')} threads"
     text = (markdown_header(run.env, title) if run.env else f"# {title}\n\n") + _setup(run)
-    text += "## Fastest runtime per model\n\n" + _fastest(best)
-    text += "\n## Static figures\n\n" + _static(run)
-    text += "\n## All runs\n\n" + _latency(rows)
+    hardware = run.hardware
+    if len(hardware) <= 1:
+        text += "## Fastest runtime per model\n\n" + _fastest(best)
+        text += "\n## Static figures\n\n" + _static(run)
+        text += "\n## All runs\n\n" + _latency(rows)
+    else:  # a cluster of several kinds of node: each its own tables and its own peak
+        text += "\n## Static figures\n\n" + _static(run)
+        for hw in hardware:
+            peak = run.peak_for(hw)
+            mine = [r for r in rows if r.get("hardware") == hw]
+            text += (f"\n## {hw}\n\nnodes: {', '.join(sorted({r['nodes'] for r in mine}))}; "
+                     f"measured peak {_peak_value(peak)}\n\n"
+                     + _fastest([r for r in best if r.get("hardware") == hw])
+                     + "\n" + _latency(mine))
     text += _overhead(run)
     for name in plots:
         what = "latency and images/s vs batch size" if name.endswith("-batch.png") else (

@@ -106,6 +106,8 @@ class LatencyRecord(_JsonRecord):
     overhead: dict[str, Any] | None = None
     repeat: int = 0  # which of the run's fresh processes for this row (0-based)
     error: str = ""
+    node: str = ""  # the host that measured it (zoo.executors.NodeInfo.name)
+    hardware: str = ""  # its CPU model and cores (GPU on cuda): rows are grouped by it
 
 
 
@@ -139,6 +141,8 @@ class PeakRecord(_JsonRecord):
     gflops_per_s: float | None = None
     by_size: dict[str, dict[str, Any]] = field(default_factory=dict)
     error: str = ""
+    node: str = ""
+    hardware: str = ""  # the peak of this hardware only (a cluster has one per kind of node)
 
 
 
@@ -186,6 +190,19 @@ class RawRun:
         if measured:
             return max(measured, key=lambda p: p.gflops_per_s)
         return self.peaks[0] if self.peaks else None
+
+    def peak_for(self, hardware: str) -> PeakRecord | None:
+        """The fastest GEMM measurement on ``hardware`` (a run on several kinds of node
+        has one per kind; a record without hardware is from a one-machine run)."""
+        own = [p for p in self.peaks if p.hardware == hardware and p.gflops_per_s]
+        if own:
+            return max(own, key=lambda p: p.gflops_per_s)
+        return self.peak if not any(p.hardware for p in self.peaks) else None
+
+    @property
+    def hardware(self) -> list[str]:
+        """The distinct node hardware of the latency rows, in order of appearance."""
+        return list(dict.fromkeys(r.hardware for r in self.latency))
 
 
 def load_raw(path: Path) -> RawRun:

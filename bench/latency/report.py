@@ -25,7 +25,8 @@ COLUMNS = ("model", "weights", "runtime", "precision", "device", "batch_size", "
            "median_ms", "iqr_ms", "p90_ms", "p99_ms", "mean_ms", "images_per_s", "n_samples",
            "load_s", "peak_rss_mb", "params", "gflops", "gflops_per_s", "peak_fraction", "error")
 # After the issue's columns: the IQR flag, GPU memory and the artifact file size.
-EXTRA_COLUMNS = ("unstable", "peak_gpu_mb", "artifact_mb", "n_processes", "process_spread")
+EXTRA_COLUMNS = ("unstable", "peak_gpu_mb", "artifact_mb", "n_processes", "process_spread",
+                 "hardware", "nodes")  # rows of different hardware are never pooled
 
 
 def _round(x: float | None, digits: int = 4) -> float | None:
@@ -34,11 +35,11 @@ def _round(x: float | None, digits: int = 4) -> float | None:
     return float(f"{x:.{digits}g}")
 
 
-RowKey = tuple[str, str, str, str, int, int]
+RowKey = tuple[str, str, str, str, int, int, str]
 
 
 def row_key(r: LatencyRecord) -> RowKey:
-    return (r.model, r.runtime, r.precision, r.device, r.batch_size, r.threads)
+    return (r.model, r.runtime, r.precision, r.device, r.batch_size, r.threads, r.hardware)
 
 
 def pooled(records: list[LatencyRecord]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -73,7 +74,8 @@ def table_row(run: RawRun, records: list[LatencyRecord]) -> dict[str, Any]:
     m, procs = pooled(records)
     gflops = static.gflops if static and not static.error else None
     rate = gflops * r.batch_size / (m["median_ms"] / 1e3) if gflops and m else None
-    peak = run.peak.gflops_per_s if run.peak and run.peak.gflops_per_s else None
+    own_peak = run.peak_for(r.hardware)  # this hardware's own GEMM peak
+    peak = own_peak.gflops_per_s if own_peak and own_peak.gflops_per_s else None
     loads = sorted(x.load_s for x in records if x.load_s is not None)
     rss = [x.peak_rss_mb for x in records if x.peak_rss_mb is not None]
     gpu = [x.peak_gpu_mb for x in records if x.peak_gpu_mb is not None]
@@ -92,25 +94,29 @@ def table_row(run: RawRun, records: list[LatencyRecord]) -> dict[str, Any]:
            "unstable": m.get("unstable"), "peak_gpu_mb": _round(max(gpu)) if gpu else None,
            "artifact_mb": _round(r.artifact_bytes / MB) if r.artifact_bytes else None,
            "n_processes": procs.get("n_processes", 0),
-           "process_spread": _round(procs.get("process_spread"))}
+           "process_spread": _round(procs.get("process_spread")),
+           "hardware": r.hardware, "nodes": " ".join(sorted({x.node for x in records if x.node}))}
     return row
 
 
 def table_rows(run: RawRun) -> list[dict[str, Any]]:
-    """One row per (model, runtime, precision, device, batch, threads), repeats pooled."""
+    """One row per (model, runtime, precision, device, batch, threads, node hardware),
+    repeats pooled; the rows of each hardware together (a median never mixes CPUs)."""
     groups: dict[RowKey, list[LatencyRecord]] = {}
-    for r in run.latency:
+    order = {hw: i for i, hw in enumerate(run.hardware)}
+    for r in sorted(run.latency, key=lambda r: order[r.hardware]):  # stable within one
         groups.setdefault(row_key(r), []).append(r)
     return [table_row(run, records) for records in groups.values()]
 
 
 def fastest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per (model, batch size): the row with the lowest median among those without error."""
-    best: dict[tuple[str, int], dict[str, Any]] = {}
+    """Per (model, batch size, hardware): the row with the lowest median among those
+    without error."""
+    best: dict[tuple[str, int, str], dict[str, Any]] = {}
     for row in rows:
         if row["error"] or row["median_ms"] is None:
             continue
-        key = (row["model"], row["batch_size"])
+        key = (row["model"], row["batch_size"], row.get("hardware", ""))
         if key not in best or row["median_ms"] < best[key]["median_ms"]:
             best[key] = row
     return list(best.values())

@@ -131,8 +131,54 @@ def _keras_eager_builder(job: "Job", spec: "RunnerSpec") -> "BaseRunner":
     return make_runner(spec, graph=False)
 
 
+@dataclass(frozen=True)
+class _RunnerKind:
+    """How the bench runs every artifact format of one ``Format.runner`` kind."""
+
+    build: Callable[["Job", "RunnerSpec"], "BaseRunner"]
+    imports: tuple[str, ...]
+    devices: tuple[str, ...]
+    description: str
+    describe: Callable[["BaseRunner"], dict[str, Any]] = field(default=lambda runner: {})
+
+
 _TORCH = ("torch", "torchvision")
 _TF = ("tensorflow",)
+_RUNNER_KINDS: dict[str, _RunnerKind] = {
+    "onnxruntime": _RunnerKind(
+        _onnxrt_builder, ("onnxruntime",), ("cpu", "cuda"),
+        "ONNX Runtime, CPU EP (CUDA EP on GPU; synchronous run, host arrays in/out)",
+        describe=_onnxrt_describe),
+    "tf_savedmodel": _RunnerKind(_artifact_builder, _TF, ("cpu",),
+                                 "TF SavedModel serving_default"),
+    "keras": _RunnerKind(_artifact_builder, ("keras", *_TF), ("cpu",),
+                         "Keras 3 model traced once as a tf.function (as predict/serving run it)"),
+    "tflite": _RunnerKind(_artifact_builder, ("ai_edge_litert.interpreter",), ("cpu",),
+                          "TFLite (LiteRT, XNNPACK)"),
+}
+# runtime name of a format, where it is not the format's own name
+_RUNTIME_NAMES = {"onnx": "onnxruntime", "onnx_int8": "onnxruntime_int8"}
+
+
+def _artifact_runtimes() -> list[Runtime]:
+    """One runtime per registered format (``converters.formats``), plus Keras called eagerly."""
+    from converters.formats import FORMATS
+
+    out = []
+    for fmt in FORMATS.values():
+        kind = _RUNNER_KINDS[fmt.runner]
+        extra = f", {fmt.precision} weights" if fmt.precision != "fp32" else ""
+        out.append(Runtime(_RUNTIME_NAMES.get(fmt.name, fmt.name), fmt.precision, fmt.name,
+                           kind.devices, kind.build, kind.imports, kind.description + extra,
+                           layout=fmt.layout, describe=kind.describe))
+        if fmt.name == "keras":
+            out.append(Runtime("keras_eager", "fp32", "keras", ("cpu",), _keras_eager_builder,
+                               ("keras", *_TF),
+                               "Keras 3 model called eagerly, layer by layer from Python",
+                               layout="NHWC"))
+    return out
+
+
 RUNTIMES: dict[str, Runtime] = {r.name: r for r in (
     Runtime("pytorch", "fp32", None, ("cpu", "cuda"), _torch_builder(), _TORCH,
             "PyTorch eager, NCHW contiguous", cuda_clock="cuda_event"),
@@ -140,21 +186,7 @@ RUNTIMES: dict[str, Runtime] = {r.name: r for r in (
             _TORCH, "PyTorch eager, channels_last", layout="NHWC", cuda_clock="cuda_event"),
     Runtime("torch_compile", "fp32", None, ("cpu", "cuda"), _torch_builder(compiled=True),
             _TORCH, "torch.compile (inductor), NCHW input", cuda_clock="cuda_event"),
-    Runtime("onnxruntime", "fp32", "onnx", ("cpu", "cuda"), _onnxrt_builder, ("onnxruntime",),
-            "ONNX Runtime, CPU EP (CUDA EP on GPU; synchronous run, host arrays in/out)",
-            describe=_onnxrt_describe),
-    Runtime("tf_savedmodel", "fp32", "tf_savedmodel", ("cpu",), _artifact_builder, _TF,
-            "TF SavedModel serving_default", layout="NHWC"),
-    Runtime("keras", "fp32", "keras", ("cpu",), _artifact_builder, ("keras", *_TF),
-            "Keras 3 model traced once as a tf.function (as predict/serving run it)",
-            layout="NHWC"),
-    Runtime("keras_eager", "fp32", "keras", ("cpu",), _keras_eager_builder, ("keras", *_TF),
-            "Keras 3 model called eagerly, layer by layer from Python", layout="NHWC"),
-    Runtime("tflite_fp32", "fp32", "tflite_fp32", ("cpu",), _artifact_builder,
-            ("ai_edge_litert.interpreter",), "TFLite (LiteRT, XNNPACK)", layout="NHWC"),
-    Runtime("tflite_fp16", "fp16", "tflite_fp16", ("cpu",), _artifact_builder,
-            ("ai_edge_litert.interpreter",), "TFLite fp16 weights (LiteRT, XNNPACK)",
-            layout="NHWC"),
+    *_artifact_runtimes(),
 )}
 
 
@@ -166,5 +198,11 @@ def get_runtime(name: str) -> Runtime:
 
 
 def runtimes_for(device: str) -> list[str]:
-    """The default runtime set on ``device``."""
-    return [name for name, rt in RUNTIMES.items() if device in rt.devices]
+    """The default runtime set on ``device``: PyTorch and the runtimes of the formats a plain
+    convert makes. The int8 runtimes (``onnxruntime_int8``, ``tflite_int8``, ...) are asked
+    for by name: their artifacts need calibration photos and minutes of quantization, which
+    a plain bench run should not start for every model."""
+    from converters.formats import FORMATS
+
+    return [name for name, rt in RUNTIMES.items() if device in rt.devices
+            and (rt.artifact is None or FORMATS[rt.artifact].default)]

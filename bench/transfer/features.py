@@ -88,7 +88,8 @@ def pool(x: "torch.Tensor") -> "torch.Tensor":
 
 
 class FeatureTap:
-    """Runs ``model`` only up to ``entry.feature_layer`` and returns its pooled output.
+    """Runs ``model`` only up to ``entry.feature_layer`` and returns its pooled output (its
+    pooled input for ``feature_at="input"``: a derived entry's head).
 
     Gradients flow through the returned tensor, so fine-tuning uses it too.
     """
@@ -97,13 +98,19 @@ class FeatureTap:
         self.model = model
         self.layer = model.get_submodule(entry.feature_layer)
         self._out: "torch.Tensor | None" = None
+        self._at_input = entry.feature_at == "input"
 
     def _hook(self, _module, _inputs, output) -> None:
         self._out = output
         raise _Stop
 
+    def _pre_hook(self, _module, inputs) -> None:
+        self._out = inputs[0]
+        raise _Stop
+
     def __call__(self, x: "torch.Tensor") -> "torch.Tensor":
-        handle = self.layer.register_forward_hook(self._hook)
+        handle = (self.layer.register_forward_pre_hook(self._pre_hook) if self._at_input
+                  else self.layer.register_forward_hook(self._hook))
         try:
             self.model(x)
         except _Stop:

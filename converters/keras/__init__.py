@@ -13,11 +13,11 @@ from converters.keras import layers as layers  # noqa: E402  (registers the cust
 from converters.keras import tensor_layers as tensor_layers  # noqa: E402  (registers more)
 from converters.keras.builder import KerasConversion, count_weights, find_unsupported, onnx_to_keras
 from converters.keras.context import TensorRef
-from converters.keras.features import feature_extractor
+from converters.keras.features import feature_extractor, load_conversion
 from converters.keras.graph import UnsupportedOpError
 from converters.keras.naming import module_path_of_layer
 from converters.keras.ops import SUPPORTED_OPS
 
 __all__ = ["KerasConversion", "SUPPORTED_OPS", "TensorRef", "UnsupportedOpError",
-           "count_weights", "feature_extractor", "find_unsupported", "module_path_of_layer",
-           "onnx_to_keras"]
+           "count_weights", "feature_extractor", "find_unsupported", "load_conversion",
+           "module_path_of_layer", "onnx_to_keras"]

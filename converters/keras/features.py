@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import difflib
+import json
+from pathlib import Path
 from typing import Protocol
 
 import keras
 
 from converters.keras.builder import KerasConversion
+from converters.keras.context import TensorRef
 from converters.keras.layers import ReduceMean
 
 
@@ -14,14 +17,39 @@ class HasFeatureLayer(Protocol):
     feature_layer: str
 
 
-def feature_extractor(conversion: KerasConversion, feature_layer: str | HasFeatureLayer) -> keras.Model:
+def load_conversion(keras_path: str | Path) -> KerasConversion:
+    """A saved ``.keras`` artifact with the maps written beside it (``<model>.layers.json``):
+    what ``onnx_to_keras`` returned when it was built."""
+    keras_path = Path(keras_path)
+    # converters.keras_export.layer_map_path's rule, spelled out: that module imports this one
+    record_path = keras_path.with_suffix(".layers.json")
+    if not record_path.is_file():
+        raise FileNotFoundError(f"{record_path} is missing: the layer map written beside "
+                                f"{keras_path.name} when it was converted")
+    record = json.loads(record_path.read_text())
+    model = keras.saving.load_model(keras_path, compile=False)
+    tensors = {name: TensorRef(r["layer"], tuple(r["permutation"]))
+               for name, r in record["tensors"].items()}
+    return KerasConversion(model, record["layer_map"], tensors, record["module_outputs"])
+
+
+def feature_extractor(conversion: KerasConversion | str | Path,
+                      feature_layer: str | HasFeatureLayer) -> keras.Model:
     """Keras model from the same input to the output of PyTorch module ``feature_layer``.
 
+    ``conversion`` is what ``onnx_to_keras`` returned, or the path of a saved ``.keras``
+    artifact (its ``.layers.json`` beside it says which layer ends which module).
     ``feature_layer`` is a module path (``"features"``, ``"classifier.5"``) or a
     catalog entry. A spatial output is global-average pooled, so the result is
     ``(N, C)``; a token output ``(N, seq, C)`` is flattened as PyTorch's
     ``flatten(1)`` does. The layers are shared with ``conversion.model``.
     """
+    if isinstance(conversion, keras.Model):
+        raise TypeError("feature_extractor needs the module map a bare keras.Model does not "
+                        "carry: pass the .keras file's path (its .layers.json beside it) or "
+                        "what onnx_to_keras returned")
+    if isinstance(conversion, (str, Path)):
+        conversion = load_conversion(conversion)
     path = feature_layer if isinstance(feature_layer, str) else feature_layer.feature_layer
     tensor = conversion.module_outputs.get(path)
     if tensor is None:

@@ -72,7 +72,7 @@ def load_graph(path: Path) -> OnnxGraph:
     nodes = tuple(_node(n, i) for i, n in enumerate(proto.graph.node))
     inputs = tuple((v.name, _value_shape(v)) for v in proto.graph.input if v.name not in inits)
     outputs = tuple(v.name for v in proto.graph.output)
-    return OnnxGraph(fuse_matmul_bias(nodes, inits), inits, inputs, outputs)
+    return OnnxGraph(fuse_gelu(fuse_matmul_bias(nodes, inits), inits), inits, inputs, outputs)
 
 
 def _node(proto: "onnx.NodeProto", index: int) -> Node:
@@ -119,3 +119,84 @@ def fuse_matmul_bias(nodes: tuple[Node, ...], inits: dict[str, np.ndarray]) -> t
         fused[n.name] = Node(n.name, "MatMul", (*n.inputs, bias[0]), add.outputs, n.attrs, (add.name,))
         dropped.add(add.name)
     return tuple(fused.get(n.name, n) for n in nodes if n.name not in dropped)
+
+
+def _consumers(nodes: tuple[Node, ...]) -> dict[str, list[Node]]:
+    out: dict[str, list[Node]] = {}
+    for n in nodes:
+        for i in n.inputs:
+            out.setdefault(i, []).append(n)
+    return out
+
+
+def _scalar_consts(nodes: tuple[Node, ...], inits: dict[str, np.ndarray]) -> dict[str, float]:
+    """Tensor name -> value, for the one-element constants (initializers and Constant nodes)."""
+    found = {n.outputs[0]: n.attr("value") for n in nodes if n.op_type == "Constant"}
+    found.update(inits)
+    return {k: float(np.asarray(v).reshape(-1)[0]) for k, v in found.items()
+            if v is not None and np.asarray(v).size == 1}
+
+
+def fuse_gelu(nodes: tuple[Node, ...], inits: dict[str, np.ndarray]) -> tuple[Node, ...]:
+    """The exact GELU that opset 17 spells out, ``x * 0.5 * (1 + Erf(x / sqrt 2))`` (either
+    order of the two products; ``x * (1 / sqrt 2)`` too), becomes one ``Gelu`` node.
+
+    The Keras model then holds one GELU activation layer, which TensorFlow Lite converts to
+    its GELU builtin: ``Erf`` alone is no TFLite builtin, so the composition would not
+    convert at all. The absorbed nodes' tensors are computed inside that layer.
+    """
+    consumers, consts = _consumers(nodes), _scalar_consts(nodes, inits)
+    producer = {o: n for n in nodes for o in n.outputs}
+    replace: dict[str, Node] = {}
+    dropped: set[str] = set()
+    for erf in nodes:
+        match = erf.op_type == "Erf" and _match_gelu(erf, producer, consumers, consts)
+        if not match:
+            continue
+        x, chain = match
+        last = chain[-1]
+        name = erf.name[:-3] + "Gelu" if erf.name.endswith("Erf") else f"{erf.name}/Gelu"
+        replace[last.name] = Node(name, "Gelu", (x,), last.outputs, {"approximate": "none"},
+                                  tuple(n.name for n in chain))
+        dropped.update(n.name for n in chain[:-1])
+    return tuple(replace.get(n.name, n) for n in nodes if n.name not in dropped)
+
+
+def _only_consumer(name: str, consumers: dict[str, list[Node]], op_type: str) -> Node | None:
+    found = consumers.get(name, [])
+    return found[0] if len(found) == 1 and found[0].op_type == op_type else None
+
+
+def _other(node: Node, name: str) -> str:
+    rest = [i for i in node.inputs if i != name]
+    return rest[0] if len(rest) == 1 else ""
+
+
+def _match_gelu(erf: Node, producer: dict[str, Node], consumers: dict[str, list[Node]],
+                consts: dict[str, float]) -> tuple[str, list[Node]] | None:
+    """(x, the nodes from the scaling of x to the output) of an exact GELU around ``erf``."""
+    scale = producer.get(erf.inputs[0])
+    if scale is None or len(consumers.get(scale.outputs[0], [])) != 1:
+        return None
+    x = next((i for i in scale.inputs if i not in consts), "")
+    c = consts.get(_other(scale, x), 0.0)
+    if not x or not ((scale.op_type == "Div" and scale.inputs[0] == x and abs(c - 2**0.5) < 1e-6)
+                     or (scale.op_type == "Mul" and abs(c - 2**-0.5) < 1e-6)):
+        return None
+    add = _only_consumer(erf.outputs[0], consumers, "Add")
+    if add is None or consts.get(_other(add, erf.outputs[0])) != 1.0:
+        return None
+    mul = _only_consumer(add.outputs[0], consumers, "Mul")
+    if mul is None:
+        return None
+    other = _other(mul, add.outputs[0])
+    if other == x:  # (x * (1 + erf)) * 0.5
+        half = _only_consumer(mul.outputs[0], consumers, "Mul")
+        if half is None or consts.get(_other(half, mul.outputs[0])) != 0.5:
+            return None
+        return x, [scale, erf, add, mul, half]
+    half = producer.get(other)  # (x * 0.5) * (1 + erf)
+    if (half is None or half.op_type != "Mul" or x not in half.inputs
+            or consts.get(_other(half, x)) != 0.5 or len(consumers.get(other, [])) != 1):
+        return None
+    return x, [scale, erf, add, half, mul]

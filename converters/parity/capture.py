@@ -50,14 +50,14 @@ def capture_torch(model, x: np.ndarray, index: GraphIndex) -> Capture:
     return Capture("pytorch", tensors, unaligned)
 
 
-def capture_onnx(onnx_path: Path, x: np.ndarray) -> Capture:
+def capture_onnx(onnx_path: Path, x: np.ndarray, fmt: str = "onnx") -> Capture:
     from converters.runners import RunnerSpec
     from converters.runners.onnxrt_runner import OnnxrtRunner
 
-    runner = OnnxrtRunner(RunnerSpec("onnx", str(onnx_path)), capture=True)
+    runner = OnnxrtRunner(RunnerSpec(fmt, str(onnx_path)), capture=True)
     with runner:
         out = runner.infer({"input": x})
-    return Capture("onnx", {**runner.captured, **out})
+    return Capture(fmt, {**runner.captured, **out})
 
 
 def capture_tflite(path: Path, tensor_map: dict, x: np.ndarray, fmt: str) -> Capture:
@@ -70,6 +70,7 @@ def capture_tflite(path: Path, tensor_map: dict, x: np.ndarray, fmt: str) -> Cap
     with runner:
         out = runner.infer({"input": x})
         by_layer = _tflite_activations(runner.interpreter.get_tensor_details())
+        tensor_map = _with_scope_names(tensor_map, by_layer)
         onnx_of_layer = {layer: name for name, rec in tensor_map.items()
                          for layer in (rec["tf_layer"], *rec["tf_aliases"])}
         tensors, unaligned, fused = {}, {}, {}
@@ -85,6 +86,21 @@ def capture_tflite(path: Path, tensor_map: dict, x: np.ndarray, fmt: str) -> Cap
                                 if onnx_of_layer.get(l, onnx_name) != onnx_name]
     tensors.update(out)
     return Capture(fmt, tensors, unaligned, fused)
+
+
+def _with_scope_names(tensor_map: dict, by_layer: dict[str, tuple[int, list[str]]]) -> dict:
+    """Keras-exported records (``scope: "keras"``) renamed to their TFLite name scopes.
+
+    TensorFlow numbers a layer's name scope when the model is traced again for export
+    (``features.0.Conv`` -> ``features.0.Conv_1``), the same number for every layer of
+    one trace: the suffix that names the most activations is the one this file used."""
+    keras_recs = {n: r for n, r in tensor_map.items() if r.get("scope") == "keras"}
+    if not keras_recs:
+        return tensor_map
+    suffix = max(("", "_1", "_2", "_3"),
+                 key=lambda s: sum(f"{r['tf_layer']}{s}" in by_layer for r in keras_recs.values()))
+    return {**tensor_map, **{n: {**r, "tf_layer": r["tf_layer"] + suffix}
+                             for n, r in keras_recs.items()}}
 
 
 def _tflite_activations(details: list[dict]) -> dict[str, tuple[int, list[str]]]:
@@ -106,7 +122,7 @@ def _tflite_activations(details: list[dict]) -> dict[str, tuple[int, list[str]]]
     return out
 
 
-def capture_keras(path: Path, x: np.ndarray) -> Capture:
+def capture_keras(path: Path, x: np.ndarray, fmt: str = "keras") -> Capture:
     """The Keras artifact with every mapped layer as an extra output."""
     import keras
 
@@ -123,11 +139,21 @@ def capture_keras(path: Path, x: np.ndarray) -> Capture:
                for n, v in zip(names, values if isinstance(values, list) else [values])}
     unaligned = {n: "no Keras layer (folded into a neighbour)" for n in record
                  if n not in tensors}
-    return Capture("keras", tensors, unaligned)
+    return Capture(fmt, tensors, unaligned)
+
+
+def capture_keras_saved_model(keras_path: Path, saved_model: Path, x: np.ndarray,
+                              fmt: str = "tf_savedmodel") -> Capture:
+    """A SavedModel exported from the Keras artifact: the Keras model's layers, with the
+    final outputs taken from the SavedModel after checking that both compute the same."""
+    capture = capture_keras(keras_path, x, fmt)
+    _check_against_saved_model(capture.tensors, saved_model, x)
+    return capture
 
 
 class GraphMismatchError(RuntimeError):
-    """The rebuilt TF graph does not compute what the SavedModel artifact computes."""
+    """The graph parity reads (onnx2tf's rebuilt, or the Keras model) does not compute what
+    the SavedModel artifact computes."""
 
 
 def capture_tf(onnx_path: Path, saved_model: Path, x: np.ndarray, calibration_images
@@ -173,8 +199,8 @@ def _check_against_saved_model(tensors: dict[str, np.ndarray], saved_model: Path
     for name, value in out.items():
         rebuilt = tensors.get(name)
         if rebuilt is None:
-            raise GraphMismatchError(f"rebuilt TF graph has no output {name!r}")
+            raise GraphMismatchError(f"the graph behind {saved_model.name} has no output {name!r}")
         gap = float(np.abs(rebuilt - value).max())
         if gap > 1e-5 * max(1.0, float(np.abs(value).max())):
-            raise GraphMismatchError(f"rebuilt TF graph differs from {saved_model} by {gap:.2e}")
+            raise GraphMismatchError(f"the graph behind {saved_model} differs from it by {gap:.2e}")
         tensors[name] = value

@@ -1,33 +1,77 @@
 """Parity for many catalog models: each one checked by ``python -m converters parity`` in a
-fresh process (TensorFlow and big models leak memory), one after the other.
+fresh process (TensorFlow and big models leak memory), as tasks of a ``zoo.executors``
+executor: one at a time, a local process pool (``--jobs``), or a Ray cluster.
 
 It stays in ``converters``: it runs a converters command and backs ``parity-catalog``, a
 converters command, and ``converters`` may not import ``bench``. Only the running is here;
-the table is built by ``converters.parity.catalog_table`` from what each run leaves on disk
-(its parity JSON, or a one-line error file), so another executor can replace this loop.
+the table is built by ``converters.parity.catalog_table`` from the records each task
+returns to the driver (its parity JSON, or a one-line error), which are also what the run
+left on disk under ``--out`` (so ``--collect-only`` builds the same table).
 """
 from __future__ import annotations
 
+import json
 import subprocess
-import sys
-import time
 from pathlib import Path
-from typing import Callable
 
 from converters.parity.catalog_table import error_file
-from zoo.exits import run_child
+from zoo.executors import PYTHON, Task, TaskResult, code_digest, fingerprint
+
+DONE_DIR = ".done"  # under --out: which models are done (zoo.executors.done)
+
+
+def weights_identity(model: str, weights: str) -> str:
+    """What decides a model's weights: ``auto`` resolved as a run would, a file by its
+    size and mtime (zoo.executors.task.weights_identity)."""
+    from zoo.executors.task import weights_identity as identity
+    from zoo.registry import get_entry
+    from zoo.weights import imagenet_available_offline
+
+    if weights == "auto":
+        offline = imagenet_available_offline(get_entry(model))
+        return f"auto->{'imagenet' if offline else 'random'}"
+    return identity(weights)
+
+
+def catalog_tasks(models: list[str], *, out_root: Path, weights: str = "auto") -> list[Task]:
+    """One task per model; the fingerprint covers the converters' and zoo's code, the
+    weights and the command line (a change to any re-runs the model)."""
+    out = str(Path(out_root).absolute())  # every node sees the same path (a shared --out)
+    if Path(weights).is_file():  # a state dict: the same absolute path on every node
+        weights = str(Path(weights).absolute())
+    code = code_digest(("zoo", "converters"))
+    tasks = []
+    for model in models:
+        argv = (PYTHON, "-m", "converters", "parity", model, "--weights", weights, "--out", out)
+        tasks.append(Task(key=f"parity/{model}", argv=argv, collect=collect_parity,
+                          fingerprint=fingerprint(argv[1:], code, weights_identity(model, weights)),
+                          data={"model": model, "out_root": out}, cwd=str(Path.cwd())))
+    return tasks
+
+
+def collect_parity(task: Task, proc: subprocess.CompletedProcess) -> tuple[list[dict], str]:
+    """On the node, once the model's process ended: its parity JSON records, or why it
+    checked nothing (also left on disk as the model's error file)."""
+    model, out_root = task.data["model"], Path(task.data["out_root"])
+    record_outcome(model, proc, out_root)
+    err_file = error_file(out_root, model)
+    if err_file.exists():
+        return [], err_file.read_text().strip()
+    return [json.loads(p.read_text())
+            for p in sorted((out_root / model / "parity").glob("*_vs_*.json"))], ""
 
 
 def run_catalog(models: list[str], *, out_root: Path, weights: str = "auto",
-                log: Callable[[str], None] = print) -> None:
-    """``python -m converters parity`` per model in a fresh process."""
-    for i, model in enumerate(models, 1):
-        t0 = time.perf_counter()
-        proc = run_child([sys.executable, "-m", "converters", "parity", model,
-                          "--weights", weights, "--out", str(out_root)])
-        record_outcome(model, proc, out_root)
-        log(f"[{i}/{len(models)}] {model}: exit {proc.returncode} "
-            f"({time.perf_counter() - t0:.0f} s)")
+                executor=None, show: bool = True) -> list[TaskResult]:
+    """``python -m converters parity`` per model, on ``executor`` (default: one local
+    process at a time); models done before with the same fingerprint are skipped."""
+    from zoo.executors.driver import run_tasks
+    from zoo.executors.local import LocalExecutor
+
+    executor = executor or LocalExecutor(jobs=1)
+    tasks = catalog_tasks(models, out_root=out_root, weights=weights)
+    return run_tasks(executor, tasks, done_root=Path(out_root) / DONE_DIR,
+                     title="parity-catalog", show=show)
 
 
 def record_outcome(model: str, proc: subprocess.CompletedProcess, out_root: Path) -> None:

@@ -1,8 +1,10 @@
-"""The catalog-wide parity table, built from what the per-model runs left on disk.
+"""The catalog-wide parity table, built from the records of the per-model runs.
 
-Kept apart from how the runs are executed (``converters.parity.catalog``: one local
-subprocess per model today, other executors later): any executor that leaves each model's
-``<model>/parity/*_vs_*.json``, or its ``<model>.parity-error.txt``, gets the same table.
+Kept apart from how the runs are executed (``converters.parity.catalog``: one task per
+model on a ``zoo.executors`` executor). The rows come from the records each task returned
+to the driver (``rows_from_results``, with the node it ran on), or, for
+``--collect-only``, from what the runs left on disk: each model's
+``<model>/parity/*_vs_*.json``, or its ``<model>.parity-error.txt`` (``collect_rows``).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from zoo.env import markdown_header
 from zoo.tables import md_table
 
 COLUMNS = ("model", "weights", "pair", "precision", "result", "aligned", "aligned_fraction",
-           "first_divergent", "worst_layer", "worst_snr_db", "worst_max_abs", "error")
+           "first_divergent", "worst_layer", "worst_snr_db", "worst_max_abs", "error", "node")
 
 
 def error_file(out_root: Path, model: str) -> Path:
@@ -24,6 +26,7 @@ def error_file(out_root: Path, model: str) -> Path:
 
 
 def collect_rows(models: list[str], out_root: Path) -> list[dict]:
+    """Rows from what the runs left under ``out_root`` (``--collect-only``); no node column."""
     rows = []
     for model in models:
         err_file = error_file(out_root, model)
@@ -33,6 +36,21 @@ def collect_rows(models: list[str], out_root: Path) -> list[dict]:
             continue
         for path in sorted((out_root / model / "parity").glob("*_vs_*.json")):
             rows.append(_row(json.loads(path.read_text())))
+    return rows
+
+
+def rows_from_results(models: list[str], results: list) -> list[dict]:
+    """Rows from the records each task returned to the driver (``zoo.executors.TaskResult``,
+    one per model, in ``models`` order), each with the node it ran on. A model that
+    checked nothing, or whose worker died past its retries, is one error row."""
+    rows = []
+    for model, result in zip(models, results):
+        node = result.node.name
+        if result.error or not result.records:
+            rows.append({"model": model, "result": "error", "node": node,
+                         "error": result.error or f"exit {result.exit_code}: no parity reports"})
+            continue
+        rows += [{**_row(record), "node": node} for record in result.records]
     return rows
 
 

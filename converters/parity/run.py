@@ -4,21 +4,30 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from converters.errors import error_line
+from converters.formats import get_format
 from converters.manifest import Manifest, load_manifest
-from converters.parity.capture import (Capture, capture_keras, capture_onnx, capture_tf,
-                                       capture_tflite, capture_torch)
+from converters.parity.capture import (Capture, capture_keras, capture_keras_saved_model,
+                                       capture_onnx, capture_tf, capture_tflite, capture_torch)
 from converters.parity.graph_index import GraphIndex, index_graph
 from converters.parity.metrics import TensorDiff, diff_tensors
 from converters.terminal import Status, no_status
 from converters.tolerance import DEFAULT_POLICY, TolerancePolicy
 
-PAIRS: tuple[tuple[str, str], ...] = (
-    ("pytorch", "onnx"), ("onnx", "tf_savedmodel"), ("onnx", "tflite_fp32"),
-    ("onnx", "tflite_fp16"), ("onnx", "keras"))
+if TYPE_CHECKING:
+    import torch
+
+
+
+def default_pairs() -> tuple[tuple[str, str], ...]:
+    """PyTorch vs ONNX, then ONNX vs every other default format (``converters.formats``)."""
+    from converters.formats import default_formats
+
+    return (("pytorch", "onnx"), *(("onnx", f) for f in default_formats() if f != "onnx"))
 
 
 @dataclass
@@ -78,13 +87,10 @@ def parity_inputs(manifest: Manifest, *, n_photos: int = 4, n_random: int = 2, s
                   ) -> ParityInputs:
     """Real photos (preprocessed) followed by seeded standard-normal images."""
     from zoo.data import sample_photos
-    from zoo.meta import published_meta
     from zoo.preprocess import preprocess_images
-    from zoo.registry import get_entry
 
     photos = sample_photos(max(n_photos, 1))
-    prep = published_meta(get_entry(manifest.model)).preprocessing
-    real = preprocess_images(photos.images[:n_photos], prep)
+    real = preprocess_images(photos.images[:n_photos], manifest.preprocessing())
     noise = np.random.default_rng(seed).standard_normal((n_random, *real.shape[1:]),
                                                         dtype=np.float32)
     desc = f"{n_photos} photos ({photos.source}) + {n_random} seeded N(0,1) images"
@@ -92,31 +98,60 @@ def parity_inputs(manifest: Manifest, *, n_photos: int = 4, n_random: int = 2, s
 
 
 def capture_format(fmt: str, folder: Path, manifest: Manifest, inputs: ParityInputs,
-                   index: GraphIndex) -> Capture:
-    import json
-
-    onnx_path = folder / manifest.artifact("onnx").path
+                   index: GraphIndex, model: "torch.nn.Module | None" = None) -> Capture:
+    """Every intermediate tensor of ``fmt``; PyTorch's from ``model`` when given, else from
+    the model rebuilt as the manifest records it (no catalog look-up)."""
     if fmt == "pytorch":
         from zoo.build import build_model
 
-        model, _ = build_model(manifest.model, weights=manifest.weights.spec)
+        if model is None:
+            model, _ = build_model(manifest.model_entry(), weights=manifest.weights.spec)
         return capture_torch(model, inputs.x, index)
-    if fmt == "onnx":
-        return capture_onnx(onnx_path, inputs.x)
-    if fmt == "tf_savedmodel":
-        return capture_tf(onnx_path, folder / manifest.artifact("tf_savedmodel").path, inputs.x,
-                          inputs.calibration_images)
-    if fmt == "keras":
-        return capture_keras(folder / manifest.artifact("keras").path, inputs.x)
-    tensor_map = json.loads((folder / "tf_tensor_map.json").read_text())
+    return CAPTURES[get_format(fmt).capture](fmt, folder, manifest, inputs)
+
+
+def _capture_onnx(fmt: str, folder: Path, manifest: Manifest, inputs: ParityInputs) -> Capture:
+    return capture_onnx(folder / manifest.artifact(fmt).path, inputs.x, fmt)
+
+
+def _capture_tf_graph(fmt: str, folder: Path, manifest: Manifest, inputs: ParityInputs
+                      ) -> Capture:
+    """The graph the SavedModel was saved from: onnx2tf's, rebuilt, or the Keras model."""
+    record = manifest.artifact(fmt)
+    if record.converter == "keras":
+        keras_path = folder / manifest.artifact("keras").path
+        return capture_keras_saved_model(keras_path, folder / record.path, inputs.x, fmt)
+    return capture_tf(folder / manifest.artifact("onnx").path, folder / record.path, inputs.x,
+                      inputs.calibration_images)
+
+
+def _capture_tflite(fmt: str, folder: Path, manifest: Manifest, inputs: ParityInputs
+                    ) -> Capture:
+    import json
+
+    from converters.tf_export import TENSOR_MAP
+
+    tensor_map = json.loads((folder / TENSOR_MAP).read_text())
     return capture_tflite(folder / manifest.artifact(fmt).path, tensor_map, inputs.x, fmt)
 
 
+def _capture_keras(fmt: str, folder: Path, manifest: Manifest, inputs: ParityInputs
+                   ) -> Capture:
+    return capture_keras(folder / manifest.artifact(fmt).path, inputs.x)
+
+
+# ``Format.capture`` -> how to read every intermediate tensor of an artifact of that kind
+CAPTURES: dict[str, Callable[[str, Path, Manifest, ParityInputs], Capture]] = {
+    "onnx": _capture_onnx, "tf_graph": _capture_tf_graph, "tflite": _capture_tflite,
+    "keras": _capture_keras}
+
+
 def _capture_or_error(fmt: str, folder: Path, manifest: Manifest, inputs: ParityInputs,
-                      index: GraphIndex) -> Capture | str:
+                      index: GraphIndex, model: "torch.nn.Module | None" = None
+                      ) -> Capture | str:
     """The capture, or one line saying why this format could not run on the inputs."""
     try:
-        return capture_format(fmt, folder, manifest, inputs, index)
+        return capture_format(fmt, folder, manifest, inputs, index, model)
     except Exception as exc:  # an artifact that cannot run fails its pairs, with the reason
         return f"{fmt}: {error_line(exc)}"
 
@@ -141,19 +176,23 @@ def compare(ref: Capture, test: Capture, index: GraphIndex, *, model: str, weigh
                       len(index.sites), diffs, unaligned, test.fused)
 
 
-def run_parity(folder: Path, *, pairs: tuple[tuple[str, str], ...] = PAIRS,
+def run_parity(folder: Path, *, pairs: tuple[tuple[str, str], ...] | None = None,
                policy: TolerancePolicy | None = None, inputs: ParityInputs | None = None,
-               timings: dict[str, float] | None = None, status: Status = no_status
-               ) -> list[PairReport]:
+               timings: dict[str, float] | None = None, status: Status = no_status,
+               model: "torch.nn.Module | None" = None) -> list[PairReport]:
     """Compare every pair in ``pairs`` for the converted model in ``folder``.
 
-    ``timings``, when given, receives the seconds spent capturing each format
-    and comparing each pair; ``status(text)`` is entered around each of those steps.
+    Everything comes from the folder (the ONNX file and the manifest's preprocessing and
+    entry); ``model`` is the PyTorch reference when given (an in-memory module that cannot
+    be rebuilt), else it is rebuilt as the manifest records it. ``timings``, when given,
+    receives the seconds spent capturing each format and comparing each pair;
+    ``status(text)`` is entered around each of those steps.
     """
     import time
 
     timings = {} if timings is None else timings
     manifest = load_manifest(folder)
+    pairs = default_pairs() if pairs is None else pairs
     policy = policy or DEFAULT_POLICY
     inputs = inputs or parity_inputs(manifest)
     index = index_graph(folder / manifest.artifact("onnx").path)
@@ -164,9 +203,10 @@ def run_parity(folder: Path, *, pairs: tuple[tuple[str, str], ...] = PAIRS,
             if fmt not in captures:
                 t0 = time.perf_counter()
                 with status(f"parity: capturing every {fmt} tensor"):
-                    captures[fmt] = _capture_or_error(fmt, folder, manifest, inputs, index)
+                    captures[fmt] = _capture_or_error(fmt, folder, manifest, inputs, index,
+                                                      model)
                 timings[f"capture {fmt}"] = time.perf_counter() - t0
-        precision = "fp16" if test_fmt.endswith("fp16") else "fp32"
+        precision = get_format(test_fmt).precision
         failed = [c for c in (captures[ref_fmt], captures[test_fmt]) if isinstance(c, str)]
         if failed:
             reports.append(PairReport(manifest.model, manifest.weights.label, ref_fmt,

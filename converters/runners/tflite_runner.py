@@ -43,6 +43,26 @@ class TfliteRunner(BaseRunner):
         self._resize(feed)
         it = self.interpreter
         for detail, name in zip(it.get_input_details(), self.spec.input_names):
-            it.set_tensor(detail["index"], feed[name])
+            it.set_tensor(detail["index"], _to_tensor(feed[name], detail))
         it.invoke()
-        return self.named([it.get_tensor(d["index"]) for d in it.get_output_details()])
+        return self.named([_from_tensor(it.get_tensor(d["index"]), d)
+                           for d in it.get_output_details()])
+
+
+def _to_tensor(x: np.ndarray, detail: dict) -> np.ndarray:
+    """A float feed for an integer input (full-integer int8 models): quantized with the
+    input's own scale and zero point, as a caller of such a model must."""
+    dtype = detail["dtype"]
+    if not np.issubdtype(dtype, np.integer) or np.issubdtype(x.dtype, np.integer):
+        return x
+    scale, zero = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dtype)
+
+
+def _from_tensor(y: np.ndarray, detail: dict) -> np.ndarray:
+    """An integer output back to float (scale * (q - zero point)); float outputs as they are."""
+    if not np.issubdtype(y.dtype, np.integer):
+        return y
+    scale, zero = detail["quantization"]
+    return ((y.astype(np.float32) - zero) * scale).astype(np.float32)

@@ -435,7 +435,9 @@ def test_a_failing_conversion_step_drops_only_its_formats(monkeypatch, tmp_path)
 
     monkeypatch.setattr(artifacts, "_convert", fake_convert)
     made, note = artifacts.convert_what_converts("m", "random", tmp_path, artifacts.ARTIFACT_FORMATS)
-    assert made == ("onnx",) and len(attempts) == 3
+    assert "onnx" in made and not set(made) & {*artifacts.TF_FORMATS, "keras"}
+    assert made == tuple(f for f in artifacts.ARTIFACT_FORMATS  # every format of other steps
+                         if f not in (*artifacts.TF_FORMATS, "keras")) and len(attempts) == 3
     assert note == ("no tf_savedmodel/tflite_fp32/tflite_fp16: ConversionError: onnx2tf failed on "
                     "m.onnx: onnx_op_name: wa/x/Div; no keras: ValueError: unsupported op Foo at "
                     "node /x/Foo")
@@ -444,12 +446,19 @@ def test_a_failing_conversion_step_drops_only_its_formats(monkeypatch, tmp_path)
         artifacts.convert_what_converts("m", "random", tmp_path, ("onnx",))
 
 
-def test_reuse_accepts_only_the_gaps_the_catalog_expects(tmp_path):
-    from bench.latency.artifacts import ARTIFACT_FORMATS, reuse_existing
+def test_reuse_accepts_only_the_gaps_the_catalog_expects(tmp_path, monkeypatch):
+    import zoo.registry
+    from bench.latency.artifacts import reuse_existing
+    from converters.formats import default_formats
 
+    # every catalog model reaches TF now (the Keras export where onnx2tf fails): flag one
+    real = zoo.registry.get_entry
+    monkeypatch.setattr(zoo.registry, "get_entry", lambda name: replace(
+        real(name), converts_to_tf=False, notes="onnx2tf 1.28 fails at the GELU's Div")
+        if name == "convnext_tiny" else real(name))
     for model in ("convnext_tiny", "resnet18"):
         _write_artifacts(tmp_path / model, ("onnx", "keras"))
-    job = Job(kind="convert", model="convnext_tiny", formats=ARTIFACT_FORMATS)
+    job = Job(kind="convert", model="convnext_tiny", formats=default_formats())
     reused = reuse_existing(job, tmp_path / "convnext_tiny")
     assert reused and reused.formats == ("onnx", "keras")
     assert reused.note.startswith("no tf_savedmodel/tflite_fp16/tflite_fp32: onnx2tf 1.28")

@@ -119,3 +119,23 @@ def test_corrupt_cache_file_is_a_miss(tmp_path):
     got = cache_mod.cached_features(key, tmp_path, lambda: (np.ones((3, 2), np.float32),
                                                             np.arange(3)))
     assert not got.hit and cache_mod.load(key, tmp_path).hit
+
+
+def test_tap_takes_a_derived_entrys_head_input():
+    """A derived entry names its head (feature_at="input"): the tap returns what the head
+    receives, the same features the curated entry's module output gives."""
+    import torch
+
+    from bench.transfer.features import FeatureTap
+    from zoo.build import build_model
+    from zoo.registry import get_entry
+    from zoo.sources.torchvision import derive_entry
+
+    derived, curated = derive_entry("shufflenet_v2_x1_0"), get_entry("shufflenet_v2_x1_0")
+    assert (derived.feature_layer, derived.feature_at) == ("fc", "input")
+    model, _ = build_model(curated, weights="random:1")
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        head_input = FeatureTap(model, derived)(x)
+        assert head_input.shape == (2, derived.feature_dim)
+        torch.testing.assert_close(head_input, FeatureTap(model, curated)(x))

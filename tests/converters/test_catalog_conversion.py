@@ -11,7 +11,7 @@ def _case(name: str):
     entry = get_entry(name)
     if entry.converts_to_tf:
         return name
-    # strict: if onnx2tf starts handling the model, the flag on the entry must go
+    # strict: once the model reaches TF (onnx2tf or the Keras export), the flag must go
     return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=entry.notes))
 
 

@@ -39,7 +39,7 @@ register("Tanh")(_activation("tanh"))
 register("HardSwish")(_activation("hard_silu"))
 
 
-@register("Gelu", note="opset 20; opset 17 exports GELU as its exact Erf composition")
+@register("Gelu", note="opset 20; opset 17's exact Erf composition is fused into it")
 def gelu(ctx: BuildContext, node: Node) -> None:
     if node.attr("approximate", "none") == "tanh":
         layer = Unary("gelu_tanh", name=ctx.layer_name(node))

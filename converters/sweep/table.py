@@ -1,0 +1,141 @@
+"""``coverage-<source>.{csv,md}`` from the sweep's records (``converters.sweep.worker``).
+
+A record is one model x format with the tool's columns and, prefixed ``o2t_``, onnx2tf
+alone's; a model that could not be converted at all is one record with only ``error``.
+A format is *ok* when it converted, ran, agreed with PyTorch and passed per-layer parity.
+Coverage: models whose every format is ok, over all models (the tool: the five default
+formats; onnx2tf alone: ONNX, SavedModel, TFLite fp32 and fp16, which is all it makes).
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any, Sequence
+
+PATH_COLUMNS = ("converter", "converted", "ran", "agreed", "max_abs_err", "top1", "parity",
+                "first_divergent", "step_s", "convert_s", "peak_rss_mb", "error")
+COLUMNS = ("model", "weights", "params_m", "format", *PATH_COLUMNS,
+           *(f"o2t_{c}" for c in PATH_COLUMNS), "o2t_shared")
+TOOL_FORMATS = ("onnx", "tf_savedmodel", "tflite_fp32", "tflite_fp16", "keras")
+O2T_FORMATS = ("onnx", "tf_savedmodel", "tflite_fp32", "tflite_fp16")
+
+
+def ok(row: dict[str, Any], prefix: str = "") -> bool:
+    g = lambda k: row.get(prefix + k)  # noqa: E731
+    return bool(g("converted") and g("ran") and g("agreed") and g("parity") == "pass")
+
+
+def verdict(row: dict[str, Any] | None, prefix: str = "") -> str:
+    """One cell: ok, or the first check that failed (and the converter when not onnx2tf)."""
+    if row is None or prefix + "converted" not in row:
+        return "-"
+    g = lambda k: row.get(prefix + k)  # noqa: E731
+    mark = " (keras)" if g("converter") == "keras" and row["format"] != "keras" else ""
+    if not g("converted"):
+        return "not converted"
+    if not g("ran"):
+        return "does not run" + mark
+    if not g("agreed"):
+        return f"disagrees {g('max_abs_err'):.1e}, top-1 {g('top1'):.0%}{mark}"
+    if g("parity") != "pass":
+        return f"parity {g('parity') or 'unchecked'}{mark}"
+    return "ok" + mark
+
+
+def by_model(records: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        out.setdefault(r["model"], []).append(r)
+    return out
+
+
+def model_ok(rows: list[dict[str, Any]], prefix: str, formats: Sequence[str]) -> bool:
+    have = {r.get("format"): r for r in rows}
+    return all(f in have and ok(have[f], prefix) for f in formats)
+
+
+def coverage(records: Sequence[dict[str, Any]]) -> tuple[int, int, int]:
+    """(models ok by the tool, models ok by onnx2tf alone, models)."""
+    models = by_model(records)
+    tool = sum(model_ok(rows, "", TOOL_FORMATS) for rows in models.values())
+    alone = sum(model_ok(rows, "o2t_", O2T_FORMATS) for rows in models.values())
+    return tool, alone, len(models)
+
+
+def write_csv(records: Sequence[dict[str, Any]], path: Path) -> Path:
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for r in records:
+            w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in COLUMNS})
+    return path
+
+
+def _problem(rows: list[dict[str, Any]]) -> str:
+    """The first reason a model is not ok: an error, else the first divergent layer."""
+    for prefix in ("", "o2t_"):
+        for r in rows:
+            if r.get(prefix + "error") and not ok(r, prefix):
+                tag = "onnx2tf alone: " if prefix else ""
+                return f"{tag}{r.get('format') or 'model'}: {r[prefix + 'error']}"[:160]
+            if r.get(prefix + "first_divergent") and r.get(prefix + "parity") != "pass":
+                tag = "onnx2tf alone: " if prefix else ""
+                return f"{tag}{r['format']}: first divergent {r[prefix + 'first_divergent']}"[:160]
+    for r in rows:  # logits beyond tolerance while every layer passes parity
+        if r.get("ran") and not r.get("agreed") and r.get("parity") == "pass":
+            return (f"{r['format']}: logits disagree (max abs err {r['max_abs_err']:.2g}) "
+                    "though every layer passes parity")
+    return ""
+
+
+def md_rows(records: Sequence[dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for model, recs in by_model(records).items():
+        have = {r.get("format"): r for r in recs}
+        first = recs[0]
+        cells = [f"`{model}`", _num(first.get("params_m"), "{:.1f}"), first.get("weights", "-")]
+        cells += [verdict(have.get(f)) for f in TOOL_FORMATS]
+        cells += [verdict(have.get(f), "o2t_") for f in O2T_FORMATS[1:]]
+        cells += [_num(first.get("convert_s"), "{:.0f}"), _num(first.get("peak_rss_mb"), "{:.0f}"),
+                  _problem(recs).replace("|", "/")]
+        rows.append(cells)
+    return rows
+
+
+def _num(v: Any, fmt: str) -> str:
+    return "-" if v is None or v == "" else fmt.format(v)
+
+
+def write_md(records: Sequence[dict[str, Any]], path: Path, env: dict[str, Any], source: str,
+             not_swept: Sequence[str] = ()) -> Path:
+    from zoo.env import markdown_header
+    from zoo.tables import md_table
+
+    tool, alone, n = coverage(records)
+    pct = lambda k: f"{k}/{n} ({k / n:.0%})" if n else "0/0"  # noqa: E731
+    headers = ["model", "params M", "weights", *TOOL_FORMATS,
+               *(f"onnx2tf alone: {f}" for f in O2T_FORMATS[1:]), "convert+check s",
+               "peak RSS MB", "first problem"]
+    text = (markdown_header(env, f"Conversion coverage: {source}")
+            + f"**Coverage (models whose every format converts, runs, agrees with PyTorch "
+              f"and passes per-layer parity): this tool {pct(tool)}; onnx2tf alone "
+              f"{pct(alone)}.** The tool's formats are {', '.join(TOOL_FORMATS)} "
+              "(SavedModel/TFLite by onnx2tf, or by the Keras model's own export where "
+              "onnx2tf fails or disagrees: marked (keras)); onnx2tf alone makes ONNX, "
+              "SavedModel and TFLite fp32/fp16 (its ONNX cell is the tool's).\n\n"
+              "Cells: ok, or the first check that fails. Time and peak RSS are the tool's "
+              "path (conversion, agreement on 16 photos, per-layer parity) in the model's "
+              "own process; every column per format is in the CSV.\n\n"
+            + (f"**Incomplete: {n} of {n + len(not_swept)} selected models swept**; not yet: "
+               f"{', '.join(not_swept)}.\n\n" if not_swept else "")
+            + md_table(headers, md_rows(records)))
+    path.write_text(text)
+    return path
+
+
+def write_tables(records: Sequence[dict[str, Any]], folder: Path, env: dict[str, Any],
+                 source: str, not_swept: Sequence[str] = ()) -> list[Path]:
+    """``not_swept``: selected models with no records yet (a partial run, named in the md)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return [write_csv(records, folder / f"coverage-{source}.csv"),
+            write_md(records, folder / f"coverage-{source}.md", env, source, not_swept)]

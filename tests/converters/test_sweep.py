@@ -1,0 +1,160 @@
+"""The coverage sweep (``python -m converters sweep``): a tiny model of a user's file,
+timm's tiny ``test_resnet`` and a user's factory that raises, each in its own process;
+both tables with their columns and verdicts; a re-run converts nothing; the failing model
+is one error row and exit 3."""
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from converters.sweep.run import sweep_status
+from converters.sweep.select import parse_params, select_models
+from converters.sweep.table import COLUMNS, coverage, verdict
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURE = "tests/fixtures/user_model.py"
+GOOD = (f"{FIXTURE}:tiny_net", "timm/test_resnet")  # 0.5M parameters, 160 px
+BROKEN = f"{FIXTURE}:broken_net"
+NO_KERAS = f"{FIXTURE}:elu_net"  # ONNX Elu: onnx2tf converts it, the Keras builder does not
+FORMATS = ["onnx", "tf_savedmodel", "tflite_fp32", "tflite_fp16", "keras"]
+
+
+def sweep(out: Path, results: Path, *models: str, flags: tuple[str, ...] = ()
+          ) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "converters", "sweep", "--weights", "random",
+                           "--out", str(out), "--results", str(results), *flags,
+                           "--models", *models],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    out, results = tmp_path_factory.mktemp("sweep"), tmp_path_factory.mktemp("results")
+    proc = sweep(out, results, *GOOD, NO_KERAS, BROKEN)
+    return out, results, proc
+
+
+def read_csv(results: Path) -> list[dict]:
+    with (results / "coverage-torchvision.csv").open() as fh:
+        reader = csv.DictReader(fh)
+        assert tuple(reader.fieldnames) == COLUMNS
+        return list(reader)
+
+
+def test_sweep_writes_both_tables_with_verdicts(swept):
+    out, results, proc = swept
+    rows = read_csv(results)
+    assert [r["model"] for r in rows] == [m for m in (*GOOD, NO_KERAS) for _ in FORMATS] + [
+        BROKEN]
+    for model in GOOD:
+        mine = [r for r in rows if r["model"] == model]
+        assert [r["format"] for r in mine] == FORMATS
+        for r in mine:  # every format converted, ran and agreed with PyTorch: real bounds
+            assert (r["converted"], r["ran"], r["agreed"]) == ("True", "True", "True"), r
+            assert float(r["max_abs_err"]) < 2e-2 and float(r["top1"]) == 1.0
+            assert float(r["convert_s"]) > 0 and float(r["peak_rss_mb"]) > 100
+            assert r["weights"] == "random"
+            # a parity FAIL names the first divergent layer; a pass names none
+            assert r["parity"] in ("pass", "FAIL") and bool(r["first_divergent"]) == (
+                r["parity"] == "FAIL"), r
+        assert mine[0]["params_m"] == ("0.47" if model.startswith("timm/") else "")
+        assert [r["converter"] for r in mine] == ["torch.onnx", "onnx2tf", "onnx2tf", "onnx2tf",
+                                                 "keras"]
+        # onnx2tf made the shipped TF files, so its columns are the same artifacts' numbers
+        assert all(r["o2t_shared"] == "True" for r in mine)
+        assert [r["o2t_parity"] for r in mine[:4]] == [r["parity"] for r in mine[:4]]
+        assert not mine[4]["o2t_parity"]  # Keras: not onnx2tf's
+    # the user's tiny network passes every check in every format
+    assert all(r["parity"] == "pass" for r in rows if r["model"] == GOOD[0])
+    # an op the Keras builder lacks fails the Keras format only, naming the op; the rest of
+    # the model still converts (onnx2tf makes its TF files) and passes
+    elu = {r["format"]: r for r in rows if r["model"] == NO_KERAS}
+    assert elu["keras"]["converted"] == "False" and "Elu" in elu["keras"]["error"]
+    assert all(elu[f]["parity"] == "pass" and elu[f]["converter"] in ("torch.onnx", "onnx2tf")
+               for f in FORMATS[:4])
+    [bad] = [r for r in rows if r["model"] == BROKEN]
+    assert bad["format"] == "" and "the factory failed on purpose" in bad["error"]
+    failing = any(r["format"] and r["converted"] == "True" and r["parity"] != "pass"
+                  for r in rows)
+    # 1 when a converted format fails a check (timm's test_resnet: TFLite parity, today),
+    # else 3: broken_net is an error row, the sweep finished (partial)
+    assert proc.returncode == (1 if failing else 3), proc.stderr[-2000:]
+    timm_ok = not any(r["parity"] != "pass" for r in rows if r["model"] == GOOD[1])
+    tool, alone = 1 + timm_ok, 2 + timm_ok  # elu_net: all of onnx2tf's formats, not Keras
+    md = (results / "coverage-torchvision.md").read_text()
+    assert f"this tool {tool}/4 ({tool / 4:.0%}); onnx2tf alone {alone}/4 ({alone / 4:.0%})" in md
+    assert "random" in md and "the factory failed on purpose" in md
+    assert md.count(f"`{GOOD[0]}` |") == 1
+
+
+def test_rerun_skips_every_done_model(swept):
+    """A re-run converts nothing; with the failing model beside one that passes, exit 3."""
+    out, results, _ = swept
+    stamps = {p: p.stat().st_mtime_ns for p in (out / ".records").iterdir()}
+    assert len(stamps) == 4
+    t0 = time.perf_counter()
+    proc = sweep(out, results, GOOD[0], BROKEN)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert {p: p.stat().st_mtime_ns for p in (out / ".records").iterdir()} == stamps
+    assert "0 ok, 0 failed, 2 skipped" in proc.stderr, proc.stderr[-1000:]
+    assert time.perf_counter() - t0 < 60  # nothing converted again (a conversion is ~40 s)
+    assert len(read_csv(results)) == len(FORMATS) + 1
+    assert "this tool 1/2 (50%); onnx2tf alone 1/2 (50%)" in (
+        results / "coverage-torchvision.md").read_text()
+
+
+def test_collect_only_tables_a_partial_run(swept, tmp_path):
+    """``--collect-only`` converts nothing and names the models not swept yet (exit 3);
+    ``--publish`` of an incomplete run is refused."""
+    out, _, _ = swept
+    proc = sweep(out, tmp_path, GOOD[0], "squeezenet1_1", flags=("--collect-only",))
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert len(read_csv(tmp_path)) == len(FORMATS)
+    md = (tmp_path / "coverage-torchvision.md").read_text()
+    assert "Incomplete: 1 of 2 selected models swept**; not yet: squeezenet1_1." in md
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-m", "converters", "sweep", "--out", str(out),
+                           "--collect-only", "--publish", "--models", GOOD[0], "squeezenet1_1"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "--publish needs every model swept" in proc.stderr
+
+
+def test_parse_params():
+    assert parse_params("100M") == 100_000_000
+    assert parse_params("5.5M") == 5_500_000
+    assert parse_params("2e7") == 20_000_000
+    assert parse_params("300k") == 300_000
+    for bad in ("", "M", "-1M", "10X", "0"):
+        with pytest.raises(ValueError):
+            parse_params(bad)
+
+
+def test_max_params_filters_on_published_counts(tmp_path):
+    small = select_models("torchvision", ["squeezenet*", "resnet*"], max_params=parse_params("12M"),
+                          cache_dir=tmp_path)
+    assert small == ["squeezenet1_0", "squeezenet1_1", "resnet18"]  # 1.2M, 1.2M, 11.7M
+
+
+def test_verdicts_and_coverage_of_failing_rows():
+    good = {"model": "a", "format": "onnx", "converted": True, "ran": True, "agreed": True,
+            "parity": "pass", "o2t_converted": True, "o2t_ran": True, "o2t_agreed": True,
+            "o2t_parity": "pass"}
+    rows = [dict(good, format=f) for f in FORMATS]
+    rows[1] |= {"converter": "keras", "o2t_converted": False, "o2t_error": "onnx2tf: Add"}
+    rows[4] |= {"parity": "FAIL", "first_divergent": "blocks.0 (MatMul)"}
+    assert verdict(rows[1]) == "ok (keras)" and verdict(rows[1], "o2t_") == "not converted"
+    assert verdict(rows[4]) == "parity FAIL"
+    assert verdict(dict(good, agreed=False, max_abs_err=0.5, top1=0.75)) == (
+        "disagrees 5.0e-01, top-1 75%")
+    assert coverage(rows) == (0, 0, 1)
+    assert sweep_status(rows) == 1
+    assert sweep_status([dict(good, format=f) for f in FORMATS]) == 0
+    assert sweep_status([dict(good, format=f) for f in FORMATS] + [{"model": "b", "format": "",
+                                                                   "error": "x"}]) == 3

@@ -1,0 +1,125 @@
+"""A user's own model (tests/fixtures/user_model.py): converted through the command line
+from a file and a checkpoint, passing agreement and per-layer parity in every format; the
+ways a model file, factory or checkpoint can be wrong, each one line and exit 2; and the
+Python API taking an nn.Module."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from converters.__main__ import main
+from tests.conftest import REPO, run_cli
+from tests.fixtures.user_model import tiny_net
+from zoo.entry import imagenet_preprocessing
+
+TARGET = "tests/fixtures/user_model.py:tiny_net"
+FORMATS = {"onnx", "tf_savedmodel", "tflite_fp32", "tflite_fp16", "keras"}
+
+
+def _checkpoint(tmp_path: Path, num_classes: int = 5) -> Path:
+    torch.manual_seed(1)
+    model = tiny_net(num_classes=num_classes)
+    with torch.no_grad():  # trained-looking BN statistics, not the 0/1 of a fresh layer
+        for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+    path = tmp_path / "ckpt.pth"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def test_user_model_converts_and_passes_agreement_and_parity(tmp_path):
+    ckpt = _checkpoint(tmp_path)
+    proc = run_cli("converters", "convert", TARGET, "--weights", str(ckpt), "--input-size",
+                   "32", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    folder = tmp_path / "out" / "user_model-tiny_net"  # file stem + factory
+    manifest = json.loads((folder / "manifest.json").read_text())
+    entry = manifest["entry"]
+    # the fine-tuned head's 5 classes read from the checkpoint, not the factory's 10
+    assert entry["source"] == "user" and entry["num_classes"] == 5
+    assert entry["builder"] == f"{REPO / 'tests/fixtures/user_model.py'}:tiny_net"
+    assert manifest["input_spec"]["shape"] == [-1, 3, 32, 32]
+    assert manifest["input_spec"]["preprocessing"]["resize_size"] == 37  # 32 / 0.875
+    assert manifest["weights"]["location"] == str(ckpt.resolve())
+    agreement = {a["artifact"]: a for a in manifest["agreement"]}
+    assert FORMATS <= set(agreement) and all(a["passed"] for a in agreement.values())
+    for fmt in FORMATS - {"tflite_fp16"}:
+        assert agreement[fmt]["max_abs_err"] <= 1e-4 and agreement[fmt]["top1_agreement"] == 1
+    reports = [json.loads(p.read_text()) for p in (folder / "parity").glob("*.json")]
+    pairs = {(r["reference"], r["test"]): r for r in reports}
+    assert ("pytorch", "onnx") in pairs and {t for _, t in pairs} >= FORMATS
+    for r in pairs.values():
+        assert r["passed"] and not r["error"] and r["n_aligned"] > 0, r["test"]
+    assert pairs[("pytorch", "onnx")]["worst"]["snr_db"] > 80
+
+
+def _one_error_line(capsys) -> str:
+    err = [ln for ln in capsys.readouterr().err.splitlines() if not ln.startswith("  ... ")]
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_checkpoint_that_does_not_fit_names_the_keys(tmp_path, capsys):
+    bad = tmp_path / "other.pth"
+    torch.save({"conv.weight": torch.zeros(3), "fc.weight": torch.zeros(5, 8)}, bad)
+    assert main(["convert", TARGET, "--weights", str(bad), "--out", str(tmp_path)]) == 2
+    line = _one_error_line(capsys)
+    for words in ("does not fit", "missing keys (stem.0.weight", "1 unexpected keys (conv.weight)"):
+        assert words in line, line
+    assert not (tmp_path / "user_model-tiny_net").exists()
+
+
+@pytest.mark.parametrize("target, words", [
+    ("tests/fixtures/no_such_file.py:tiny_net", "no_such_file.py does not exist"),
+    ("tests/fixtures/user_model.py:nothere", "has no factory 'nothere' (its functions and "
+                                             "classes: EluNet, TinyNet, broken_net"),
+    ("tests/fixtures/user_model.py:broken_net", "broken_net raised RuntimeError: the factory "
+                                                "failed on purpose"),
+    ("tests/fixtures/user_model.py:", "give the model as path/to/file.py:factory"),
+])
+def test_bad_model_file_or_factory_is_one_line(tmp_path, capsys, target, words):
+    assert main(["convert", target, "--out", str(tmp_path)]) == 2
+    assert words in _one_error_line(capsys)
+    assert not any(tmp_path.iterdir())
+
+
+def test_preprocessing_flags_are_for_user_models_only(tmp_path, capsys):
+    assert main(["convert", "resnet18", "--input-size", "32", "--out", str(tmp_path)]) == 2
+    assert "--input-size: only for your own model" in _one_error_line(capsys)
+
+
+def test_fixed_head_factory_gets_the_checkpoints_head(tmp_path):
+    from zoo.build import build_model
+    from zoo.sources.user import user_entry
+
+    ckpt = _checkpoint(tmp_path, num_classes=3)
+    entry = user_entry("tests/fixtures/user_model.py:fixed_head_net", weights=str(ckpt),
+                       preprocessing=imagenet_preprocessing(32))
+    assert entry.num_classes == 3 and not entry.builder_kwargs  # it takes no num_classes
+    model, source = build_model(entry, weights=str(ckpt))
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 3) and source.kind == "file"
+    asked = user_entry("tests/fixtures/user_model.py:tiny_net", num_classes=7)
+    assert asked.builder_kwargs == {"num_classes": 7}
+    assert build_model(asked, weights="random:2")[0](torch.zeros(1, 3, 64, 64)).shape == (1, 7)
+
+
+def test_python_api_converts_a_module_and_parity_runs_from_the_folder(tmp_path):
+    from converters.parity.run import run_parity
+    from converters.pipeline import ConvertOptions, convert_model
+
+    torch.manual_seed(0)
+    module = tiny_net(num_classes=4)
+    manifest = convert_model(module, ConvertOptions(out_root=tmp_path, formats=("onnx",)),
+                             log=lambda _: None, name="my net",
+                             preprocessing=imagenet_preprocessing(48))
+    folder = tmp_path / "my-net"
+    assert manifest.entry.source == "module" and (folder / "my-net.onnx").is_file()
+    assert manifest.input_spec["shape"] == [-1, 3, 48, 48] and manifest.agreement[0].passed
+    [report] = run_parity(folder, pairs=(("pytorch", "onnx"),), model=module)
+    assert report.passed and len(report.diffs) > 0
+    [report] = run_parity(folder, pairs=(("pytorch", "onnx"),))  # nothing to rebuild it from
+    assert not report.passed and "in-memory module" in report.error

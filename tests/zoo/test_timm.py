@@ -1,0 +1,97 @@
+"""timm as a source: ``timm/<name>`` resolves, preprocessing equals timm's own eval
+transform, weights come from the Hugging Face cache only (one line when absent), and
+random and state-dict weights build."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from zoo.build import build_model
+from zoo.meta import published_meta
+from zoo.registry import UnknownModelError, get_entry
+from zoo.weights import WeightsUnavailableError
+
+SMALL = "mobilenetv3_small_050"  # 1.6 M parameters
+
+
+@pytest.fixture
+def empty_hf_cache(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    cache = tmp_path / "hf"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    return cache
+
+
+@pytest.mark.parametrize("name", ["vit_small_patch16_224", "efficientnet_lite0"])
+def test_preprocessing_is_timms_own_eval_transform(name):
+    import timm
+    from timm.data import create_transform, resolve_data_config
+
+    entry = get_entry(f"timm/{name}")
+    assert entry.source == "timm" and entry.name == entry.folder == f"timm/{name}"
+    assert entry.slug == name  # the artifacts' file stem
+    config = resolve_data_config(pretrained_cfg=timm.models.get_pretrained_cfg(name).to_dict())
+    resize, crop = create_transform(**config, is_training=False).transforms[:2]
+    p = published_meta(entry).preprocessing
+    assert (p.resize_size, p.crop_size) == (resize.size, crop.size[0])
+    assert p.interpolation == resize.interpolation.value
+    assert p.mean == pytest.approx(config["mean"]) and p.std == pytest.approx(config["std"])
+
+
+def test_head_and_feature_width_from_the_model():
+    vit = get_entry("timm/vit_small_patch16_224")
+    assert (vit.feature_layer, vit.feature_dim, vit.num_classes) == ("head", 384, 1000)
+    assert published_meta(vit).num_params == 22_050_664
+
+
+def test_missing_weights_are_one_line_offline(empty_hf_cache):
+    with pytest.raises(WeightsUnavailableError) as err:
+        build_model(f"timm/{SMALL}")
+    msg = str(err.value)
+    assert "\n" not in msg
+    for part in (f"timm/{SMALL}", "timm/mobilenetv3_small_050.lamb_in1k", str(empty_hf_cache),
+                 "WEIGHTS=random", "WEIGHTS=path"):
+        assert part in msg
+
+
+def test_cached_weights_load_without_network(empty_hf_cache, monkeypatch):
+    """A file laid out as huggingface_hub caches it is found and loaded, no download."""
+    from safetensors.torch import save_file
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    reference, _ = build_model(f"timm/{SMALL}", weights="random:5")
+    repo = empty_hf_cache / "models--timm--mobilenetv3_small_050.lamb_in1k"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    save_file({k: v.contiguous() for k, v in reference.state_dict().items()},
+              snapshot / "model.safetensors")
+    model, source = build_model(f"timm/{SMALL}")
+    assert source.pretrained and "mobilenetv3_small_050.lamb_in1k" in source.label
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.equal(model(x), reference(x))
+
+
+def test_random_and_state_dict_weights(tmp_path):
+    a, src = build_model(f"timm/{SMALL}", weights="random:3")
+    b, _ = build_model(f"timm/{SMALL}", weights="random:3")
+    assert src.spec == "random:3" and "BN stats" in src.label
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        out = a(x)
+        assert out.shape == (2, 1000) and torch.equal(out, b(x))
+        assert 1e-2 < out.abs().max().item() < 1e3  # calibrated BN: unit-scale logits
+    path = tmp_path / "sd.pth"
+    torch.save(a.state_dict(), path)
+    c, source = build_model(f"timm/{SMALL}", weights=str(path))
+    with torch.no_grad():
+        assert source.kind == "file" and torch.equal(c(x), out)
+
+
+def test_unknown_timm_name_suggests_close_ones():
+    with pytest.raises(UnknownModelError) as err:
+        get_entry("timm/vit_smal_patch16_224")
+    assert "timm/vit_small_patch16_224" in str(err.value) and "\n" not in str(err.value)

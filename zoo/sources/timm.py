@@ -1,0 +1,143 @@
+"""timm as a model source: ``timm/<name>`` (``timm/vit_small_patch16_224``, a tag allowed:
+``timm/resnet18.a1_in1k``), preprocessing from its ``pretrained_cfg``.
+
+Pretrained weights come only from the Hugging Face cache already on this machine
+(``huggingface_hub.try_to_load_from_cache``, no network); otherwise the same one-line
+error as a missing torchvision file, pointing at ``WEIGHTS=random`` or a state-dict path.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from zoo.entry import ModelEntry, Preprocessing, PublishedMeta
+
+if TYPE_CHECKING:
+    import torch
+
+    from zoo.entry import WeightsSource
+
+NAME = "timm"
+PREFIX = "timm/"
+HUB_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm's hub repos hold
+NAN = math.nan
+
+
+def pretrained_cfg(name: str) -> Any:
+    import timm.models
+
+    cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is None:
+        raise ValueError(f"timm/{name}: timm has no pretrained_cfg for it")
+    return cfg
+
+
+def cfg_preprocessing(cfg: Any) -> Preprocessing:
+    """timm's eval transform in our terms: resize the shorter side to floor(size / crop_pct),
+    centre-crop ``size`` (timm's ``crop_mode='center'``, its default)."""
+    size = int(cfg.input_size[-1])
+    crop_pct = float(cfg.crop_pct or 0.875)
+    return Preprocessing(math.floor(size / crop_pct), size, tuple(float(m) for m in cfg.mean),
+                         tuple(float(s) for s in cfg.std), str(cfg.interpolation or "bilinear"))
+
+
+@lru_cache(maxsize=None)
+def derive_entry(name: str) -> ModelEntry:
+    import timm
+
+    from zoo.heads import empty_init, find_head, head_width
+    from zoo.registry import UnknownModelError
+
+    if not timm.is_model(name):
+        import difflib
+
+        close = difflib.get_close_matches(name, timm.list_models(), n=4, cutoff=0.6)
+        hint = f"; did you mean {', '.join(PREFIX + c for c in close)}?" if close else ""
+        raise UnknownModelError(f"unknown timm model {name!r}{hint} "
+                                "(`python -m zoo list 'timm/PATTERN'` lists them)")
+    cfg = pretrained_cfg(name)
+    with empty_init():
+        model = timm.create_model(name, pretrained=False)
+    classifier = cfg.classifier[0] if isinstance(cfg.classifier, (tuple, list)) else cfg.classifier
+    head, layer = find_head(model, classifier)
+    dim, classes = head_width(layer)
+    notes = "" if cfg.crop_mode in (None, "center") else (
+        f"timm evaluates with crop_mode={cfg.crop_mode!r}; converted with a centre crop")
+    return ModelEntry(PREFIX + name, type(model).__name__, name, "", cfg.tag or "",
+                      feature_layer=head, feature_dim=dim, num_classes=classes,
+                      license=f"Apache-2.0 (timm code); weights: "
+                              f"{cfg.license or 'see the model card'}",
+                      notes=notes, source=NAME, feature_at="input")
+
+
+def cached_weights(hub_id: str | None) -> str | None:
+    """The path of a hub repo's weights in the Hugging Face cache, or None (no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for file_name in HUB_FILES if hub_id else ():
+        found = try_to_load_from_cache(repo_id=hub_id, filename=file_name)
+        if isinstance(found, str):
+            return found
+    return None
+
+
+class TimmSource:
+    name = NAME
+
+    def list_names(self, pattern: str) -> list[str]:
+        import timm
+
+        return list(timm.list_models(pattern or "*"))
+
+    def resolve(self, name: str) -> ModelEntry:
+        return derive_entry(name)
+
+    def build(self, entry: ModelEntry) -> "torch.nn.Module":
+        import timm
+
+        return timm.create_model(entry.builder, pretrained=False, **entry.builder_kwargs)
+
+    def finish(self, entry: ModelEntry, model: "torch.nn.Module") -> "torch.nn.Module":
+        return model
+
+    def pretrained(self, entry: ModelEntry, tag: str | None
+                   ) -> tuple["torch.nn.Module", "WeightsSource"]:
+        import timm
+
+        from zoo.weights import WeightsSource, WeightsUnavailableError
+
+        name = f"{entry.builder.split('.')[0]}.{tag}" if tag else entry.builder
+        hub_id = pretrained_cfg(name).hf_hub_id
+        path = cached_weights(hub_id)
+        if path is None:
+            from huggingface_hub.constants import HF_HUB_CACHE
+
+            raise WeightsUnavailableError(
+                f"{entry.name}: no pretrained weights {hub_id} in the Hugging Face cache "
+                f"{HF_HUB_CACHE} (looked for {', '.join(HUB_FILES)}; no download is tried). "
+                "Use WEIGHTS=random for seeded random weights or WEIGHTS=path/to/state_dict.pth")
+        model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": path},
+                                  **entry.builder_kwargs)
+        return model, WeightsSource("imagenet", f"pretrained (timm {hub_id})", path, True)
+
+    def available_offline(self, entry: ModelEntry) -> bool:
+        return cached_weights(pretrained_cfg(entry.builder).hf_hub_id) is not None
+
+    def published_meta(self, entry: ModelEntry, tag: str | None) -> PublishedMeta:
+        import timm
+
+        from zoo.heads import empty_init
+
+        cfg = pretrained_cfg(f"{entry.builder.split('.')[0]}.{tag}" if tag else entry.builder)
+        with empty_init():
+            params = sum(p.numel() for p in timm.create_model(entry.builder).parameters())
+        url = f"https://huggingface.co/{cfg.hf_hub_id}" if cfg.hf_hub_id else (cfg.url or "")
+        # "timm/<arch>.<tag>" (the list shows the tag), or "none": timm publishes no weights
+        return PublishedMeta(weights=cfg.hf_hub_id or "none", url=url,
+                             acc1=NAN, acc5=NAN, num_params=params, gflops=NAN,
+                             file_size_mb=NAN, recipe=cfg.origin_url or "",
+                             preprocessing=cfg_preprocessing(cfg))
+
+
+SOURCE = TimmSource()
