@@ -45,14 +45,39 @@ def test_head_and_feature_width_from_the_model():
     assert published_meta(vit).num_params == 22_050_664
 
 
-def test_missing_weights_are_one_line_offline(empty_hf_cache):
+def test_missing_weights_are_one_line_offline(empty_hf_cache, monkeypatch):
+    monkeypatch.setenv("MODELZOO_OFFLINE", "1")
     with pytest.raises(WeightsUnavailableError) as err:
         build_model(f"timm/{SMALL}")
     msg = str(err.value)
     assert "\n" not in msg
     for part in (f"timm/{SMALL}", "timm/mobilenetv3_small_050.lamb_in1k", str(empty_hf_cache),
-                 "WEIGHTS=random", "WEIGHTS=path"):
+                 "downloads are off (MODELZOO_OFFLINE=1)", "WEIGHTS=random", "WEIGHTS=path"):
         assert part in msg
+
+
+def test_download_is_announced_and_its_failure_is_one_line(empty_hf_cache, monkeypatch,
+                                                           capsys):
+    """Online, missing weights are fetched from the hub (the user's real path); here the
+    fetch fails as it does without network, and the error says so in one line."""
+    import huggingface_hub
+
+    tried = []
+
+    def refuse(repo_id, filename, **_):
+        tried.append((repo_id, filename))
+        raise OSError("no network")
+
+    monkeypatch.delenv("MODELZOO_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", refuse)
+    with pytest.raises(WeightsUnavailableError) as err:
+        build_model(f"timm/{SMALL}")
+    assert tried == [("timm/mobilenetv3_small_050.lamb_in1k", "model.safetensors"),
+                     ("timm/mobilenetv3_small_050.lamb_in1k", "pytorch_model.bin")]
+    msg = str(err.value)
+    assert "\n" not in msg and "download from huggingface.co failed" in msg
+    assert "downloading timm/mobilenetv3_small_050.lamb_in1k from huggingface.co" in (
+        capsys.readouterr().err)
 
 
 def test_cached_weights_load_without_network(empty_hf_cache, monkeypatch):

@@ -1,9 +1,11 @@
 """timm as a model source: ``timm/<name>`` (``timm/vit_small_patch16_224``, a tag allowed:
 ``timm/resnet18.a1_in1k``), preprocessing from its ``pretrained_cfg``.
 
-Pretrained weights come only from the Hugging Face cache already on this machine
-(``huggingface_hub.try_to_load_from_cache``, no network); otherwise the same one-line
-error as a missing torchvision file, pointing at ``WEIGHTS=random`` or a state-dict path.
+Pretrained weights come from the Hugging Face cache when it holds them
+(``huggingface_hub.try_to_load_from_cache``, no network); otherwise they are downloaded
+from the hub, announced in our words, as torchvision's are, unless ``MODELZOO_OFFLINE=1``.
+Absent and not downloadable: the same one-line error as a missing torchvision file,
+pointing at ``WEIGHTS=random`` or a state-dict path.
 """
 from __future__ import annotations
 
@@ -82,6 +84,38 @@ def cached_weights(hub_id: str | None) -> str | None:
     return None
 
 
+def _download(entry: ModelEntry, hub_id: str | None) -> str:
+    """The hub repo's weights file fetched into the Hugging Face cache, or one line saying
+    why not (downloads off, no hub id, or the download failed)."""
+    import sys
+
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    from zoo.data import downloads_allowed
+    from zoo.weights import WeightsUnavailableError
+
+    if not hub_id:
+        reason = "timm publishes no Hugging Face repo for it"
+    elif not downloads_allowed():
+        reason = "downloads are off (MODELZOO_OFFLINE=1)"
+    else:
+        from huggingface_hub import hf_hub_download
+
+        print(f"{entry.name}: pretrained weights not in the Hugging Face cache; downloading "
+              f"{hub_id} from huggingface.co to {HF_HUB_CACHE}", file=sys.stderr)
+        failures = []
+        for file_name in HUB_FILES:
+            try:
+                return hf_hub_download(repo_id=hub_id, filename=file_name)
+            except Exception as exc:  # offline, no such file in the repo, HTTP errors
+                failures.append(f"{file_name}: {type(exc).__name__}")
+        reason = f"download from huggingface.co failed ({'; '.join(failures)})"
+    raise WeightsUnavailableError(
+        f"{entry.name}: no pretrained weights {hub_id} in the Hugging Face cache "
+        f"{HF_HUB_CACHE} (looked for {', '.join(HUB_FILES)}); {reason}. "
+        "Use WEIGHTS=random for seeded random weights or WEIGHTS=path/to/state_dict.pth")
+
+
 class TimmSource:
     name = NAME
 
@@ -109,14 +143,7 @@ class TimmSource:
 
         name = f"{entry.builder.split('.')[0]}.{tag}" if tag else entry.builder
         hub_id = pretrained_cfg(name).hf_hub_id
-        path = cached_weights(hub_id)
-        if path is None:
-            from huggingface_hub.constants import HF_HUB_CACHE
-
-            raise WeightsUnavailableError(
-                f"{entry.name}: no pretrained weights {hub_id} in the Hugging Face cache "
-                f"{HF_HUB_CACHE} (looked for {', '.join(HUB_FILES)}; no download is tried). "
-                "Use WEIGHTS=random for seeded random weights or WEIGHTS=path/to/state_dict.pth")
+        path = cached_weights(hub_id) or _download(entry, hub_id)
         model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": path},
                                   **entry.builder_kwargs)
         return model, WeightsSource("imagenet", f"pretrained (timm {hub_id})", path, True)
