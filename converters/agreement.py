@@ -9,6 +9,7 @@ import numpy as np
 
 from converters.errors import error_line
 from converters.tolerance import DEFAULT_POLICY, LogitTolerance
+from zoo.jsonrecord import finite_or_null
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,7 @@ class Agreement:
 
     def to_json(self) -> dict[str, Any]:
         # null, not a bare NaN: manifest.json stays valid JSON for any reader
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                for k, v in asdict(self).items()}
+        return finite_or_null(asdict(self))
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "Agreement":

@@ -3,12 +3,12 @@ tables are views of them."""
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from bench.accuracy.metrics import Scores
+from zoo.jsonrecord import finite_or_null
 
 REFERENCE = "pytorch"  # the row every other row is compared with: PyTorch eager, fp32
 
@@ -45,8 +45,7 @@ class AccuracyRecord:
         return (self.photos, self.model, self.format)
 
     def to_json(self) -> dict[str, Any]:
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                for k, v in asdict(self).items()}
+        return finite_or_null(asdict(self))
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "AccuracyRecord":

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from converters.tolerance import TensorTolerance
+from zoo.jsonrecord import finite_or_null
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,7 @@ class TensorDiff:
     def to_json(self) -> dict:
         d = asdict(self)
         d["shape"] = list(self.shape)
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                for k, v in d.items()}
+        return finite_or_null(d)
 
 
 def count_nonfinite(label: str, x: np.ndarray) -> str:

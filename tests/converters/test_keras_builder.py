@@ -1,8 +1,6 @@
 """converters.keras: tiny models for every builder step, then the whole catalog (slow)."""
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +16,9 @@ from converters.keras import (count_weights, feature_extractor,  # noqa: E402
 from converters.keras.layout import channels_last, plan_reshape  # noqa: E402
 from converters.keras.naming import ModulePaths  # noqa: E402
 from converters.onnx_export import export_onnx  # noqa: E402
+from converters.runners.base import to_nhwc  # noqa: E402
+from tests.support.keras_models import assert_fresh_process_outputs, hand_built_onnx  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
 ATOL = 1e-4
 
 
@@ -304,23 +303,11 @@ def test_reshape_layout_plans() -> None:
     assert split.before is None and split.perm == (0, 3, 4, 1, 2)
 
 
-def _hand_built(path: Path, nodes: list) -> Path:
-    """A (batch, 3, 4, 4) -> (batch, 3) ONNX graph made of ``nodes``."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 4, 4])
-    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])
-    graph = helper.make_graph(nodes, "g", [x], [y])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    return path
-
-
 def test_ops_pytorch_does_not_export(tmp_path: Path) -> None:
     """ONNX's default HardSigmoid (alpha 0.2) and GlobalMaxPool."""
     from onnx import helper
 
-    path = _hand_built(tmp_path / "hand.onnx", [
+    path = hand_built_onnx(tmp_path / "hand.onnx", out_width=3, nodes=[
         helper.make_node("HardSigmoid", ["input"], ["h"], name="/act/HardSigmoid"),
         helper.make_node("GlobalMaxPool", ["h"], ["p"], name="/pool/GlobalMaxPool"),
         helper.make_node("Flatten", ["p"], ["logits"], name="/Flatten")])
@@ -330,23 +317,13 @@ def test_ops_pytorch_does_not_export(tmp_path: Path) -> None:
 
 
 def test_save_and_load_in_fresh_process(tiny: dict, tmp_path: Path) -> None:
-    paths = []
+    cases = {}
     for name, (model, onnx_path, size) in tiny.items():
         keras_path = tmp_path / f"{name}.keras"
         onnx_to_keras(onnx_path).model.save(keras_path)
         x = _nchw_input(size, seed=3)
-        np.save(tmp_path / f"{name}.in.npy", x.transpose(0, 2, 3, 1))
-        np.save(tmp_path / f"{name}.want.npy", _torch_logits(model, x))
-        paths.append(str(keras_path))
-    script = ("import sys, numpy as np, converters.keras, keras\n"
-              "for p in sys.argv[1:]:\n"
-              "    m = keras.saving.load_model(p)\n"
-              "    np.save(p[:-6] + '.got.npy', np.asarray(m(np.load(p[:-6] + '.in.npy'))))\n")
-    subprocess.run([sys.executable, "-c", script, *paths], cwd=REPO, check=True,
-                   capture_output=True, timeout=300)
-    for name in tiny:
-        got, want = np.load(tmp_path / f"{name}.got.npy"), np.load(tmp_path / f"{name}.want.npy")
-        assert np.abs(got - want).max() <= ATOL, name
+        cases[name] = (keras_path, to_nhwc(x), _torch_logits(model, x))
+    assert_fresh_process_outputs(cases, ATOL)
 
 
 def test_fit_changes_backbone_kernels(tiny: dict) -> None:

@@ -16,17 +16,12 @@ from converters.keras.layout import Const  # noqa: E402
 from converters.keras.ops import ENTRIES, FOLDERS, HANDLERS  # noqa: E402
 from converters.keras.ops.docs import README, readme_op_list, render_op_list  # noqa: E402
 from converters.keras.ops.registry import register  # noqa: E402
+from tests.support.keras_models import hand_built_onnx  # noqa: E402
 
 
 def _graph(path: Path, nodes: list) -> Path:
     """A (batch, 3, 4, 4) -> (batch, 48) ONNX graph made of ``nodes``."""
-    from onnx import TensorProto, helper
-
-    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 4, 4])
-    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 48])
-    graph = helper.make_graph(nodes, "g", [x], [y])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    return path
+    return hand_built_onnx(path, nodes, out_width=48)
 
 
 def test_every_missing_op_named_before_building(tmp_path: Path) -> None:

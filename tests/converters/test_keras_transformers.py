@@ -1,8 +1,6 @@
 """converters.keras on transformers: tiny attention blocks, then torchvision's ViT, Swin and MaxViT."""
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,8 +15,9 @@ F = nn.functional
 
 from converters.keras import count_weights, feature_extractor, onnx_to_keras  # noqa: E402
 from converters.onnx_export import export_onnx  # noqa: E402
+from converters.runners.base import to_nhwc  # noqa: E402
+from tests.support.keras_models import assert_fresh_process_outputs  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
 ATOL = 1e-5
 
 
@@ -272,24 +271,14 @@ def test_token_features_flatten_like_torch(tiny: dict, name: str, layer: str) ->
 
 
 def test_saved_transformers_load_in_fresh_process(tiny: dict, tmp_path: Path) -> None:
-    paths = []
+    cases = {}
     for name, (model, onnx_path, size) in tiny.items():
         keras_path = tmp_path / f"{name}.keras"
         keras_model = onnx_to_keras(onnx_path).model
         keras_model.save(keras_path)
         x = np.random.default_rng(5).standard_normal((2, 3, size, size)).astype(np.float32)
-        np.save(tmp_path / f"{name}.in.npy", x.transpose(0, 2, 3, 1))
-        np.save(tmp_path / f"{name}.want.npy", _compare(model, keras_model, size, 2, seed=5)[1])
-        paths.append(str(keras_path))
-    script = ("import sys, numpy as np, converters.keras, keras\n"
-              "for p in sys.argv[1:]:\n"
-              "    m = keras.saving.load_model(p)\n"
-              "    np.save(p[:-6] + '.got.npy', np.asarray(m(np.load(p[:-6] + '.in.npy'))))\n")
-    subprocess.run([sys.executable, "-c", script, *paths], cwd=REPO, check=True,
-                   capture_output=True, timeout=300)
-    for name in tiny:
-        got, want = np.load(tmp_path / f"{name}.got.npy"), np.load(tmp_path / f"{name}.want.npy")
-        assert np.abs(got - want).max() <= ATOL, name
+        cases[name] = (keras_path, to_nhwc(x), _compare(model, keras_model, size, 2, seed=5)[1])
+    assert_fresh_process_outputs(cases, ATOL)
 
 
 # -- full-size torchvision transformers, random weights ---------------------------
