@@ -36,7 +36,7 @@ export MODEL WEIGHTS OUT PYTEST_ARGS TRANSFER_MODELS TRANSFER_DATASETS PROTOCOL 
        PRECISION MODELS ACCURACY_ARGS TF_CONVERTER
 
 .PHONY: install convert parity parity-catalog demo keras-seed fashion-mnist transfer bench accuracy \
-        test \
+        bench-gpu test \
         test-slow zoo-list clean
 
 install: $(STAMP)
@@ -80,6 +80,13 @@ transfer: $(STAMP) fashion-mnist
 # writes results/latency-cpu-<N>t-<cpu>.{csv,md,png} and results/raw/*.jsonl.
 bench: $(STAMP)
 	set -f; $(PY) -m bench --device cpu $${PUBLISH:+--publish} $$BENCH_ARGS
+
+# The GPU run on a machine with a CUDA GPU (README "On a GPU"): no .venv, nothing installed;
+# the Python whose torch sees the GPU, this repo on PYTHONPATH. Files -> $(GPU_OUT).
+GPU_OUT ?= runs/gpu
+export GPU_OUT
+bench-gpu:
+	bash bench/gpu/run.sh
 
 # Top-1/top-5 and agreement with PyTorch of every artifact on the 1000 labelled sample photos
 # (calibration photos left out) -> runs/accuracy-imagenet-sample.{csv,md,png}

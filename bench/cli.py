@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 
+from bench import derived
 from bench.latency import cli as latency_cli
 from bench.latency import compare, report
 from bench.transfer import cli as transfer_cli
@@ -31,6 +32,14 @@ def _accuracy() -> Command:
                    accuracy_cli.__doc__ or "")
 
 
+def _ship() -> Command:
+    from bench.ship import cli as ship_cli
+
+    return Command("ship", "which runtime to ship each model in: latency, size, accuracy and "
+                           "parity in one table per model", ship_cli.add_arguments, ship_cli.run,
+                   ship_cli.__doc__ or "")
+
+
 def _parity_time() -> Command:
     from bench import parity_time
 
@@ -42,13 +51,15 @@ BENCH_COMMANDS: tuple[Command, ...] = (
     Command("latency", "latency, size and FLOPs per model and runtime (the default of "
                        "`python -m bench`)", latency_cli.add_arguments, latency_cli.run,
             latency_cli.__doc__ or ""),
-    Command("report", "regenerate latency tables and plot from raw records",
-            report.add_arguments, report.run),
+    Command("report", "regenerate latency tables and plot from raw records, and the tables "
+                      "that quote them (transfer, ship)",
+            report.add_arguments, derived.run_latency_report),
     Command("compare", "do two latency runs agree? (medians within a tolerance)",
             compare.add_arguments, compare.run, compare.__doc__ or ""),
     Command("transfer", "linear-probe or fine-tune backbones on transfer datasets",
             transfer_cli.add_arguments, transfer_cli.run, transfer_cli.__doc__ or ""),
     _accuracy(),
+    _ship(),
     _keras_seed(),
     _parity_time(),
 )

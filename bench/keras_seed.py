@@ -74,16 +74,11 @@ def keras_run(onnx_path: Path, entry, data, *, epochs: int, batch: int, lr: floa
 def torch_run(model, entry, data, *, epochs: int, batch: int, lr: float) -> tuple[float, float]:
     import torch
 
-    torch.manual_seed(SEED)
-    features = {}
-    model.get_submodule(entry.feature_layer).register_forward_hook(
-        lambda m, i, o: features.__setitem__("x", o))
-    model.eval().requires_grad_(False)
+    from bench.transfer.features import FeatureTap
 
-    def embed(x):
-        model(x)
-        f = features["x"]
-        return f.mean((2, 3)) if f.ndim == 4 else f.flatten(1)
+    torch.manual_seed(SEED)
+    model.eval().requires_grad_(False)
+    embed = FeatureTap(model, entry)  # the feature layer's output, or its input (a head's)
 
     head = torch.nn.Linear(entry.feature_dim, 2)
     opt = torch.optim.Adam(head.parameters(), lr=lr)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -25,6 +25,16 @@ class Agreement:
     tolerance: float
     passed: bool
     error: str = ""
+    # From PyTorch's exact (fp64) logits, and PyTorch's own distance from them at this
+    # precision (``exact_reference``); NaN where no fp64 run was made. ``tolerance`` bounds
+    # ``max_abs_err_exact`` when it is measured, else ``max_abs_err``.
+    max_abs_err_exact: float = math.nan
+    rounding_floor: float = math.nan
+
+    @property
+    def checked_err(self) -> float:
+        """The error ``tolerance`` was applied to."""
+        return self.max_abs_err if math.isnan(self.max_abs_err_exact) else self.max_abs_err_exact
 
     def to_json(self) -> dict[str, Any]:
         # null, not a bare NaN: manifest.json stays valid JSON for any reader
@@ -45,27 +55,53 @@ def _nonfinite(x: np.ndarray) -> str:
     return f"{int(np.isnan(x).sum())} NaN, {int(np.isinf(x).sum())} Inf"
 
 
+@dataclass(frozen=True)
+class ExactReference:
+    """PyTorch's exact (fp64) logits on the agreement input, and ``floors``: how far
+    PyTorch's own finite-precision runs land from them, per precision."""
+
+    logits: np.ndarray
+    floors: Mapping[str, float]
+    torch_gap: float  # max |PyTorch fp32 (its default CPU path) - exact|
+
+    def floor(self, precision: str) -> float:
+        return self.floors.get(precision, 0.0)
+
+
 def compare_logits(artifact: str, precision: str, logits: np.ndarray, ref: np.ndarray,
-                   *, torch_gap: float = 0.0, tol: LogitTolerance | None = None) -> Agreement:
-    """``torch_gap``: max |PyTorch fp32 - PyTorch fp64| on the same input; ``tol``: the
-    bounds (default: the precision's in ``converters.tolerance``).
+                   *, torch_gap: float = 0.0, exact: ExactReference | None = None,
+                   tol: LogitTolerance | None = None) -> Agreement:
+    """``ref``: PyTorch's fp32 logits; ``exact``: its fp64 run (``exact_reference``), whose
+    distance from the artifact is then held to ``tol.exact_bound``; without it, the distance
+    from ``ref`` is held to ``tol.bound`` with ``torch_gap`` (max |PyTorch fp32 - fp64| on
+    the same input). ``tol``: the bounds (default: the precision's in
+    ``converters.tolerance``).
 
     NaN or Inf in either set of logits fails the row with an error saying how many,
     rather than a max |err| of nan that reads like a (huge) numerical error.
     """
     tol = tol or DEFAULT_POLICY.by_precision[precision].logits
+    gap = exact.torch_gap if exact is not None else torch_gap
     for what, x in (("output", logits), ("PyTorch reference output", ref)):
         if counts := _nonfinite(x):
             nan = float("nan")
-            return Agreement(artifact, precision, int(ref.shape[0]), nan, nan, nan, torch_gap,
+            return Agreement(artifact, precision, int(ref.shape[0]), nan, nan, nan, gap,
                              0.0, nan, False, f"non-finite {what} ({counts})")
     diff = np.abs(logits.astype(np.float64) - ref.astype(np.float64))
     ref_max = float(np.abs(ref).max())
-    bound = tol.bound(ref_max, torch_gap)
     top1 = float(np.mean(logits.argmax(1) == ref.argmax(1)))
+    if exact is None:
+        err_exact = floor = math.nan
+        bound = tol.bound(ref_max, torch_gap)
+        checked = float(diff.max())
+    else:
+        err_exact = float(np.abs(logits.astype(np.float64) - exact.logits).max())
+        floor = exact.floor(precision)
+        bound = tol.exact_bound(ref_max, floor)
+        checked = err_exact
     return Agreement(artifact, precision, int(ref.shape[0]), float(diff.max()), float(diff.mean()),
-                     ref_max, torch_gap, top1, bound,
-                     bool(diff.max() <= bound and top1 >= tol.min_top1))
+                     ref_max, gap, top1, bound, bool(checked <= bound and top1 >= tol.min_top1),
+                     max_abs_err_exact=err_exact, rounding_floor=floor)
 
 
 def failed_run(artifact: str, precision: str, n_images: int, exc: BaseException) -> Agreement:
@@ -77,11 +113,45 @@ def failed_run(artifact: str, precision: str, n_images: int, exc: BaseException)
 
 def torch_rounding_gap(model, x: np.ndarray) -> float:
     """max |fp32 - fp64| logits of ``model`` on ``x`` (the model itself is left in fp32)."""
-    import copy
-
     import torch
 
     with torch.inference_mode():
-        ref32 = model(torch.from_numpy(x)).double()
-        ref64 = copy.deepcopy(model).double()(torch.from_numpy(x).double())
-    return float((ref32 - ref64).abs().max())
+        ref = model(torch.from_numpy(x)).numpy()
+    return exact_reference(model, x, ref, precisions=()).torch_gap
+
+
+def exact_reference(model, x: np.ndarray, ref: np.ndarray,
+                    precisions: Iterable[str] = ("fp32",)) -> ExactReference:
+    """``model``'s fp64 logits on ``x`` and PyTorch's rounding floor for each of
+    ``precisions`` it has one for (``converters.tolerance.LogitTolerance``): "fp32", the
+    larger distance of ``ref`` (its fp32 logits) and of its CPU path without oneDNN from
+    the exact logits; "fp16", of the model with every floating parameter and buffer
+    rounded to fp16, run in fp32 (what an fp16-stored artifact computes on a CPU; its fp32
+    round-off is thousands of times smaller than the fp16 rounding). ``model`` itself is
+    left as it was (fp32)."""
+    import copy
+    import warnings
+
+    import torch
+
+    wanted = set(precisions)
+    floors: dict[str, float] = {}
+    with torch.inference_mode():
+        exact = copy.deepcopy(model).double()(torch.from_numpy(x).double()).numpy()
+        gap = float(np.abs(ref.astype(np.float64) - exact).max())
+        if "fp32" in wanted:
+            with warnings.catch_warnings():  # oneDNN's "TF32 on Intel GPUs" note
+                warnings.simplefilter("ignore", UserWarning)
+                with torch.backends.mkldnn.flags(enabled=False):
+                    native = model(torch.from_numpy(x)).double().numpy()
+            floors["fp32"] = max(gap, float(np.abs(native - exact).max()))
+        if "fp16" in wanted:
+            rounded = copy.deepcopy(model)
+            for t in [*rounded.parameters(), *rounded.buffers()]:
+                if t.is_floating_point():
+                    t.data = t.data.half().to(t.dtype)
+            out = rounded(torch.from_numpy(x)).double().numpy()
+            floor = float(np.abs(out - exact).max())
+            # a value beyond fp16's range makes no floor: the atol + rtol bar alone applies
+            floors["fp16"] = floor if math.isfinite(floor) else 0.0
+    return ExactReference(exact, floors, gap)

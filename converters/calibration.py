@@ -7,11 +7,12 @@ evaluation, wherever the same photos lie on disk.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from zoo.data import shared_data_dir
+from zoo.jsonrecord import known_fields
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
 # Every 10th imagenet-sample photo (indices 0, 10, ..., 990): 100 photos, one per 10 classes.
@@ -49,11 +50,13 @@ class FallbackStep:
     """One step of automatic mixed precision: the layers in float after it, and what the
     int8 artifact then measured."""
 
-    float_layers: tuple[str, ...]  # every ONNX node in float after this step
-    added: tuple[str, ...]  # the nodes this step put back in float (parity's worst drops)
+    # every layer in float after this step: ONNX node names (onnx_int8), output tensor
+    # names (tflite_int8)
+    float_layers: tuple[str, ...]
+    added: tuple[str, ...]  # the layers this step put back in float (the worst ranked)
     agreement: float  # top-1 agreement with fp32 on the tuning photos
     n_photos: int
-    latency_ms: float  # batch 1, one thread, median (ONNX Runtime CPU)
+    latency_ms: float  # batch 1, one thread, median (the artifact's runtime, CPU)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "FallbackStep":
@@ -73,7 +76,7 @@ class Quantization:
     weights: str  # int8, or int7 (int8 storage, 7-bit range: ``reduce_range``)
     calibration: CalibrationSet
     options: dict[str, Any]  # the calibrator's own settings (histogram bins, percentile)
-    keep_float: tuple[str, ...] = ()  # ONNX nodes left in float (mixed precision)
+    keep_float: tuple[str, ...] = ()  # layers left in float (mixed precision)
     target: float | None = None  # the top-1 agreement automatic mixed precision aimed at
     fallback: tuple[FallbackStep, ...] = ()  # its steps, the plain int8 model first
 
@@ -82,10 +85,8 @@ class Quantization:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "Quantization":
-        names = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in names}
+        kwargs = known_fields(cls, data, tuples=("keep_float",))
         kwargs["calibration"] = CalibrationSet.from_json(data["calibration"])
-        kwargs["keep_float"] = tuple(data.get("keep_float", ()))
         kwargs["fallback"] = tuple(FallbackStep.from_json(f) for f in data.get("fallback", ()))
         return cls(**kwargs)
 

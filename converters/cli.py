@@ -11,6 +11,7 @@ Each is a ``zoo.cli.Command``; ``python -m converters`` and ``modelzoo`` run the
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -30,7 +31,9 @@ def _print_agreement(manifest) -> None:
     table = Table(title=f"{manifest.model}: agreement with PyTorch on "
                         f"{manifest.agreement[0].n_images if manifest.agreement else 0} photos "
                         f"({manifest.weights.label})")
-    for col in ("artifact", "prec", "max |err|", "mean |err|", "tolerance", "top-1",
+    table.caption = ("max |err|: from PyTorch fp32; from fp64: from PyTorch's exact logits, "
+                     "what the tolerance bounds (converters.tolerance)")
+    for col in ("artifact", "prec", "max |err|", "from fp64", "tolerance", "top-1",
                 "result"):
         table.add_column(col, justify="left" if col in ("artifact", "prec") else "right",
                          overflow="fold")
@@ -40,8 +43,10 @@ def _print_agreement(manifest) -> None:
                           f"[red]ERROR[/red] {a.error[:90]}")
             continue
         ok = "[green]pass[/green]" if a.passed else "[red]FAIL[/red]"
-        table.add_row(a.artifact, a.precision, f"{a.max_abs_err:.2e}", f"{a.mean_abs_err:.2e}",
-                      f"{a.tolerance:.1e}", f"{a.top1_agreement:.0%}", ok)
+        table.add_row(a.artifact, a.precision, f"{a.max_abs_err:.2e}",
+                      "-" if math.isnan(a.max_abs_err_exact) else f"{a.max_abs_err_exact:.2e}",
+                      f"{a.tolerance:.1e}",
+                      f"{a.top1_agreement:.0%}", ok)
     stdout_console().print(table)
 
 
@@ -136,7 +141,7 @@ def _parity_catalog(args: argparse.Namespace) -> int:
     from converters.parity.catalog_table import collect_rows, rows_from_results, write_tables
     from zoo.cli import expand_models
     from zoo.env import environment
-    from zoo.executors.cli import make_executor
+    from zoo.executors.cli import executor_from
     from zoo.registry import list_models
 
     models = expand_models(args.models, list_models())  # unknown names fail before any work
@@ -144,12 +149,9 @@ def _parity_catalog(args: argparse.Namespace) -> int:
     if args.collect_only:
         rows = collect_rows(models, out)
     else:
-        executor = make_executor(args)  # Ray missing, or no cluster: one line, exit 2
-        try:
+        with executor_from(args) as executor:  # Ray missing, or no cluster: one line, exit 2
             results = run_catalog(models, out_root=out, weights=args.weights,
                                   executor=executor)
-        finally:
-            executor.close()
         rows = rows_from_results(models, results)
     paths = write_tables(rows, results_dir(args),
                          environment(weights=f"{args.weights} (per row)", with_gpu=False))
@@ -162,7 +164,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from converters.sweep.select import parse_params, select_models
     from converters.sweep.table import coverage, write_tables
     from zoo.env import environment
-    from zoo.executors.cli import make_executor
+    from zoo.executors.cli import executor_from
 
     max_params = parse_params(args.max_params) if args.max_params else None
     out = Path(args.out)
@@ -179,12 +181,9 @@ def _sweep(args: argparse.Namespace) -> int:
                   f"have no records under {out} (first: {missing[0]})", file=sys.stderr)
             return ExitCode.BAD_INPUT
     else:
-        executor = make_executor(args)
-        try:
+        with executor_from(args) as executor:
             records = run_sweep(models, out_root=out, weights=args.weights, executor=executor,
                                 keep_artifacts=args.keep_artifacts)
-        finally:
-            executor.close()
     env = environment(weights=f"{args.weights}: pretrained where offline, else random "
                               "(per row)", with_gpu=False)
     paths = write_tables(records, results_dir(args), env, args.source, missing)

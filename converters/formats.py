@@ -71,10 +71,11 @@ for _fmt in (
            "ONNX QDQ int8: U8S8, per-channel weights, calibrated on real photos "
            "(converters.quantize)", default=False),
     Format("tflite_int8", "int8", "NHWC", "int8", "tflite", "tflite", "{stem}_int8.tflite",
-           "TFLite full integer int8, float32 input/output (converters.tflite_int8)",
+           "TFLite int8 (full integer; with --int8-target the layers int8 hurts most in "
+           "float), float32 input/output (converters.tflite_int8)",
            default=False),
     Format("tflite_int8_io", "int8", "NHWC", "int8", "tflite", "tflite",
-           "{stem}_int8_io.tflite", "TFLite full integer int8, int8 input/output",
+           "{stem}_int8_io.tflite", "TFLite int8 as tflite_int8, int8 input/output",
            default=False),
 ):
     register(_fmt)

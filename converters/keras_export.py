@@ -28,6 +28,7 @@ def export_keras(onnx_path: Path, path: Path) -> Path:
                     for name, ref in conversion.tensors.items()},
         "layer_map": conversion.layer_map,
         "module_outputs": conversion.module_outputs,
+        "module_inputs": conversion.module_inputs,
     }
     layer_map_path(path).write_text(json.dumps(record, indent=1) + "\n")
     return path

@@ -290,13 +290,19 @@ def staged_folder(final: Path) -> Iterator[Path]:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether ``pid`` may still write: a zombie (killed, not yet reaped by its new parent,
+    as a lost Ray worker's conversion is until the raylet reaps it) no longer can."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # alive, another user's
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):  # no /proc (not Linux), or it just went
+        return True
+    return state not in ("Z", "X")
 
 
 def remove_stale_stages(final: Path) -> list[Path]:

@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from converters.agreement import Agreement, compare_logits, failed_run, torch_rounding_gap
+from converters.agreement import Agreement, compare_logits, exact_reference, failed_run
 from converters.formats import default_formats, formats_of_step
 from converters.manifest import (ArtifactRecord, Damage, Manifest, artifact_record, file_record,
                                  staged_folder, verify_artifacts)
@@ -25,9 +25,8 @@ from converters.tolerance import DEFAULT_POLICY, TolerancePolicy
 from converters.model_input import ModelLike, describe, resolve_model
 from zoo.data import SamplePhotos, sample_photos
 from zoo.entry import Preprocessing
-from zoo.meta import input_shape, preprocessing_of, published_meta
+from zoo.meta import input_shape, preprocessing_of
 from zoo.preprocess import preprocess_images
-from zoo.registry import get_entry
 
 DEFAULT_OUT = Path("artifacts")
 
@@ -55,8 +54,20 @@ class _Timer:
         try:
             with self.status(text or name):
                 yield
+        except Exception as exc:
+            if failed_step(exc) is None:  # the innermost step (Keras runs inside the TF step)
+                with contextlib.suppress(AttributeError):  # an exception type with __slots__
+                    exc.convert_step = name  # type: ignore[attr-defined]
+            raise
         finally:
             self.seconds[name] = round(time.perf_counter() - t0, 3)
+
+
+def failed_step(exc: BaseException) -> str | None:
+    """The convert step an exception escaped from (its timer name: ``onnx_int8``,
+    ``tflite_int8``, ``keras``, ``onnx2tf``, ...), so a caller can drop only that step's
+    formats; None when it came from outside every step."""
+    return getattr(exc, "convert_step", None)
 
 
 _record = artifact_record
@@ -101,7 +112,7 @@ def convert_model(model: ModelLike, opts: ConvertOptions = ConvertOptions(),
                     "sample_photos": photos.source}, entry=entry)
     with staged_folder(opts.out_root / entry.folder) as stage:
         for record in _convert_steps(stage, entry.slug, model, shape, photos, opts.formats,
-                                     timer, log,
+                                     timer, log, prep=prep,
                                      int8=opts.int8, tf_converter=opts.tf_converter,
                                      notes=manifest.notes):
             manifest.artifacts.append(record)
@@ -112,6 +123,7 @@ def convert_model(model: ModelLike, opts: ConvertOptions = ConvertOptions(),
         if opts.tf_converter == "auto":
             agreement = _tf_from_keras_if_disagreeing(stage, manifest, agreement, model, photos,
                                                       timer, log)
+        agreement += _tflite_int8_of_shipped(stage, manifest, opts, model, photos, timer, log)
         manifest.agreement = agreement
         manifest.side_files = [file_record(stage, stage / p) for p in parity_side_files(manifest)
                                if (stage / p).exists()]
@@ -121,7 +133,8 @@ def convert_model(model: ModelLike, opts: ConvertOptions = ConvertOptions(),
 
 def _convert_steps(stage: Path, name: str, model, shape, photos: SamplePhotos,
                    formats: tuple[str, ...], timer: _Timer, log: Callable[[str], None],
-                   *, int8: QuantizeOptions = QuantizeOptions(), tf_converter: str = "auto",
+                   *, prep: Preprocessing, int8: QuantizeOptions = QuantizeOptions(),
+                   tf_converter: str = "auto",
                    notes: list[str] | None = None) -> Iterator[ArtifactRecord]:
     onnx_path = stage / f"{name}.onnx"
     with timer.step("onnx", "ONNX export (torch.onnx, opset 17)"):
@@ -129,7 +142,7 @@ def _convert_steps(stage: Path, name: str, model, shape, photos: SamplePhotos,
     log(f"  onnx          {timer.seconds['onnx']:6.1f} s  {onnx_path.name}")
     yield _record(stage, "onnx", onnx_path, "torch.onnx")
     if "onnx_int8" in formats:
-        yield _int8_step(stage, name, onnx_path, int8, timer, log)
+        yield _int8_step(stage, onnx_path, prep, int8, timer, log)
     keras = _KerasStep(stage, onnx_path, timer, log)
     if "keras" in formats:  # first: the TF step may export from it
         keras.path()
@@ -146,8 +159,6 @@ def _convert_steps(stage: Path, name: str, model, shape, photos: SamplePhotos,
             if notes is not None:
                 notes.append(tf.note)
         yield from tf.records
-        if {"tflite_int8", "tflite_int8_io"} & set(formats):
-            yield from _tflite_int8_step(stage, name, tf.records, int8, timer, log)
     if keras.built is not None:
         yield _record(stage, "keras", keras.built, "keras")
 
@@ -187,38 +198,58 @@ def _tf_from_keras_if_disagreeing(stage: Path, manifest: Manifest, agreement: li
     return agreement
 
 
-def _int8_step(stage: Path, name: str, onnx_path: Path, opts: QuantizeOptions, timer: _Timer,
-               log: Callable[[str], None]) -> ArtifactRecord:
+def _tflite_int8_of_shipped(stage: Path, manifest: Manifest, opts: ConvertOptions, model,
+                            photos: SamplePhotos, timer: _Timer, log: Callable[[str], None]
+                            ) -> list[Agreement]:
+    """TFLite int8 quantized from the SavedModel that ships (onnx2tf's, or the Keras model's
+    where that replaced it: onnx2tf's may not run), added to the manifest; their agreement."""
+    import dataclasses
+
+    if not ({"tflite_int8", "tflite_int8_io"} & set(opts.formats)
+            and "tf_savedmodel" in {a.format for a in manifest.artifacts}):
+        return []
+    records = list(_tflite_int8_step(stage, manifest.model_entry().slug, manifest.artifacts,
+                                     manifest.preprocessing(), opts.int8, timer, log))
+    manifest.artifacts.extend(records)
+    with timer.step("agreement_int8", "agreement: TFLite int8 vs PyTorch"):
+        return check_agreement(stage, dataclasses.replace(manifest, artifacts=records), model,
+                               photos)
+
+
+def _int8_step(stage: Path, onnx_path: Path, prep: Preprocessing, opts: QuantizeOptions,
+               timer: _Timer, log: Callable[[str], None]) -> ArtifactRecord:
     """``<name>_int8.onnx``: ONNX Runtime static QDQ int8, calibrated on real photos; its
     record carries how (``Quantization``: method, calibration photos and their hash)."""
     import dataclasses
 
     from converters.quantize import TOOL, make_int8
 
-    prep = published_meta(get_entry(name)).preprocessing
     with timer.step("onnx_int8", f"int8: ONNX Runtime static quantization ({opts.method} "
                                  "calibration)"):
-        path, quant = make_int8(onnx_path, prep, opts)
+        path, quant = make_int8(onnx_path, prep, opts, log=log)
     log(f"  onnx_int8     {timer.seconds['onnx_int8']:6.1f} s  {path.name} ({quant.label})")
     return dataclasses.replace(_record(stage, "onnx_int8", path, TOOL), quantization=quant)
 
 
 def _tflite_int8_step(stage: Path, name: str, tf_records: list[ArtifactRecord],
-                     opts: QuantizeOptions, timer: _Timer, log: Callable[[str], None]
-                     ) -> Iterator[ArtifactRecord]:
-    """TFLite full-integer int8 (float and int8 I/O) from the SavedModel, calibrated on the
-    same photos as ``onnx_int8``."""
+                     prep: Preprocessing, opts: QuantizeOptions, timer: _Timer,
+                     log: Callable[[str], None]) -> Iterator[ArtifactRecord]:
+    """TFLite int8 (float and int8 I/O) from the SavedModel, calibrated on the same photos
+    as ``onnx_int8``; full integer, or with ``--int8-target`` the layers int8 hurts most in
+    float (``converters.mixed_precision``)."""
     import dataclasses
 
-    from converters.tflite_int8 import TOOL, make_tflite_int8
+    from converters.tflite_int8 import make_tflite_int8
 
     saved = next(stage / r.path for r in tf_records if r.format == "tf_savedmodel")
-    prep = published_meta(get_entry(name)).preprocessing
-    with timer.step("tflite_int8", "int8: TFLite full-integer quantization"):
-        fio, iio, quant = make_tflite_int8(saved, stage, name, prep, calib=opts.calib)
-    log(f"  tflite_int8   {timer.seconds['tflite_int8']:6.1f} s  {fio.name}, {iio.name}")
+    with timer.step("tflite_int8", "int8: TFLite quantization"):
+        fio, iio, quant = make_tflite_int8(saved, stage, name, prep, calib=opts.calib,
+                                           target=opts.target, float_budget=opts.float_budget,
+                                           float_step=opts.float_step, log=log)
+    log(f"  tflite_int8   {timer.seconds['tflite_int8']:6.1f} s  {fio.name}, {iio.name} "
+        f"({quant.label})")
     for fmt, path in (("tflite_int8", fio), ("tflite_int8_io", iio)):
-        yield dataclasses.replace(_record(stage, fmt, path, TOOL), quantization=quant)
+        yield dataclasses.replace(_record(stage, fmt, path, quant.tool), quantization=quant)
 
 
 @dataclass(frozen=True)
@@ -268,13 +299,15 @@ def runner_spec(folder: Path, record: ArtifactRecord, threads: int | None = None
 
 def check_agreement(folder: Path, manifest: Manifest, model, photos: SamplePhotos, *,
                     policy: TolerancePolicy = DEFAULT_POLICY) -> list[Agreement]:
-    """Logits of every artifact vs PyTorch on the sample photos, held to ``policy``."""
+    """Logits of every artifact vs PyTorch on the sample photos, held to ``policy``: the
+    distance from PyTorch's exact (fp64) logits, bounded by PyTorch's own at the artifact's
+    precision times a margin (``converters.tolerance.LogitTolerance``)."""
     import torch
 
     x = preprocess_images(photos.images, manifest.preprocessing())
     with torch.inference_mode():
         ref = model(torch.from_numpy(x)).numpy()
-    gap = torch_rounding_gap(model, x)
+    exact = exact_reference(model, x, ref, {r.precision for r in manifest.artifacts})
     results = []
     for record in manifest.artifacts:
         try:
@@ -285,5 +318,5 @@ def check_agreement(folder: Path, manifest: Manifest, model, photos: SamplePhoto
             continue
         tol = policy.for_(manifest.model, record.precision).logits
         results.append(compare_logits(record.format, record.precision, logits, ref,
-                                      torch_gap=gap, tol=tol))
+                                      exact=exact, tol=tol))
     return results

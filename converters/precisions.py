@@ -28,9 +28,10 @@ def add_precision_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--int8-activations", choices=ACTIVATIONS, default="uint8",
                    help="uint8 (U8S8, the fast path on x86; default) or int8 (S8S8)")
     g.add_argument("--int8-target", type=float, metavar="AGREEMENT",
-                   help="automatic mixed precision: keep the layers parity ranks worst in "
-                        "float until top-1 agreement with fp32 on calibration-disjoint photos "
-                        "reaches this (e.g. 0.99) or --int8-float-budget layers are float")
+                   help="automatic mixed precision (onnx_int8 and TFLite int8 alike): keep "
+                        "the layers int8 hurts most in float until top-1 agreement with fp32 "
+                        "on calibration-disjoint photos reaches this (e.g. 0.99) or "
+                        "--int8-float-budget layers are float")
     g.add_argument("--int8-float-budget", type=int, default=12, metavar="N",
                    help="most layers automatic mixed precision may keep in float (default 12)")
     g.add_argument("--int8-full-range", action="store_true",

@@ -16,3 +16,19 @@ def prepare_for_quantization(onnx_path: Path, out_path: Path) -> None:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     quant_pre_process(str(onnx_path), str(out_path))
+
+
+def readers(int8_onnx: Path) -> dict[str, list[str]]:
+    """Node name -> the (non-Q/DQ) nodes that read its output, through Q/DQ pairs."""
+    import onnx
+
+    graph = onnx.load(str(int8_onnx)).graph
+    nodes = [n for n in graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")]
+    producer = {o: n.name for n in nodes for o in n.output}
+    out: dict[str, list[str]] = {}
+    for n in nodes:
+        for i in n.input:
+            src = producer.get(i[:-len(DQ_SUFFIX)] if i.endswith(DQ_SUFFIX) else i)
+            if src and n.name not in out.setdefault(src, []):
+                out[src].append(n.name)
+    return out

@@ -31,13 +31,14 @@ import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
 from converters.calibration import (CalibrationSet, Quantization, calibration_set,
                                     choose_calibration)
-from converters.qdq import prepare_for_quantization
+from converters.qdq import prepare_for_quantization, readers
+from converters.runners.base import RunnerSpec
 from zoo.entry import Preprocessing
 
 INT8_FORMAT = "onnx_int8"
@@ -88,8 +89,8 @@ def int8_path(onnx_path: Path) -> Path:
     return onnx_path.with_name(f"{onnx_path.stem}_int8.onnx")
 
 
-def make_int8(onnx_path: Path, prep: Preprocessing, opts: QuantizeOptions = QuantizeOptions()
-              ) -> tuple[Path, Quantization]:
+def make_int8(onnx_path: Path, prep: Preprocessing, opts: QuantizeOptions = QuantizeOptions(),
+              *, log: Callable[[str], None] = lambda s: None) -> tuple[Path, Quantization]:
     """Quantize ``onnx_path`` into ``<stem>_int8.onnx`` beside it, calibrated on photos
     preprocessed as the catalog says; returns the file and the record of how."""
     folder, files, rule = choose_calibration(opts.calib)
@@ -104,7 +105,7 @@ def make_int8(onnx_path: Path, prep: Preprocessing, opts: QuantizeOptions = Quan
 
             keep, steps = fall_back_to_target(
                 c, out, prep, cal, target=opts.target, keep_float=keep,
-                float_budget=opts.float_budget, float_step=opts.float_step)
+                float_budget=opts.float_budget, float_step=opts.float_step, log=log)
     return out, Quantization(TOOL, "QDQ", opts.method, opts.per_channel, opts.activations,
                              "int7" if opts.reduce_range else "int8", cal,
                              dict(CALIBRATOR_OPTIONS[opts.method]), keep_float=keep,
@@ -122,7 +123,8 @@ def _photo_batches(files: list[Path], prep: Preprocessing, batch_size: int
 @dataclass(frozen=True)
 class Calibrated:
     """An fp32 graph prepared for quantization and its activation ranges (ORT's calibration
-    cache), in a temporary folder: quantized again cheaply with other layers left in float."""
+    cache), in a temporary folder: quantized again cheaply with other layers left in float
+    (``converters.mixed_precision.Requantizable``)."""
 
     prepared: Path  # the fp32 graph after ``prepare_for_quantization``
     cache: Path
@@ -138,6 +140,24 @@ class Calibrated:
                 prepare_for_quantization(onnx_path, pre)
                 cache = calibrate(pre, batches, opts.method, Path(tmp), input_name=input_name)
             yield cls(pre, cache, opts)
+
+    @property
+    def fp32(self) -> RunnerSpec:
+        return RunnerSpec("onnx", str(self.prepared))
+
+    @property
+    def int8_format(self) -> str:
+        return INT8_FORMAT
+
+    def worst_layers(self, int8_path: Path, x: np.ndarray) -> list[str]:
+        """ONNX nodes by SNR drop (``converters.parity.int8``), largest first."""
+        from converters.parity.int8 import int8_parity
+
+        report = int8_parity(self.prepared, int8_path, x, prepared=self.prepared)
+        return [lay.node for lay in report.ranked() if lay.drop_db > 0]
+
+    def readers(self, int8_path: Path) -> dict[str, list[str]]:
+        return readers(int8_path)
 
     def quantize(self, out_path: Path, keep_float: Iterable[str] = ()) -> Path:
         from onnxruntime.quantization import QuantFormat, QuantType, quantize_static

@@ -50,6 +50,8 @@ def preload_triton() -> None:
     """Load triton before TensorFlow, then TensorFlow itself, quietly."""
     if "tensorflow" in sys.modules:
         return  # too late to help, or done already
+    if importlib.util.find_spec("tensorflow") is None:
+        return  # no TensorFlow here (a GPU machine with PyTorch alone): nothing to order
     if "triton" not in sys.modules and importlib.util.find_spec("triton") is not None:
         import triton  # noqa: F401
     if not verbose():  # TensorFlow's own C++ warnings during conversion, after import too

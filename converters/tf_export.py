@@ -163,6 +163,7 @@ def _run_onnx2tf(onnx_path: Path, work: Path, calibration_images: Sequence[np.nd
     # onnx2tf rewrites its input file (shape inference); keep the ONNX artifact untouched.
     private = work / onnx_path.name
     shutil.copyfile(onnx_path, private)
+    edge_padded = _edge_pad_max_pools(private)
     log_file = work.parent / "onnx2tf.log"
     tensor_map: dict[str, dict] = {}
     try:
@@ -179,7 +180,23 @@ def _run_onnx2tf(onnx_path: Path, work: Path, calibration_images: Sequence[np.nd
     except (Exception, SystemExit) as exc:  # onnx2tf calls sys.exit on unsupported ops
         raise ConversionError(f"onnx2tf failed on {onnx_path.name}: {_last_error(log_file, exc)}"
                               ) from None
+    for name in edge_padded:  # not an ONNX tensor of the artifact
+        tensor_map.pop(name, None)
     return model, tensor_map
+
+
+def _edge_pad_max_pools(path: Path) -> list[str]:
+    """MaxPool pads as edge padding in the ONNX file onnx2tf reads (``converters.pool_pads``:
+    exact, and int8-quantizable where onnx2tf's -inf constant is not); the tensors added."""
+    import onnx
+
+    from converters.pool_pads import edge_pad_max_pools
+
+    model = onnx.load(str(path))
+    added = edge_pad_max_pools(model)
+    if added:
+        onnx.save(model, str(path))
+    return added
 
 
 def convert_onnx_to_tf(onnx_path: Path, out_dir: Path, *, calibration_images: Sequence[np.ndarray]
@@ -210,6 +227,9 @@ def build_tf_keras_graph(onnx_path: Path, work: Path, calibration_images: Sequen
     Layer names are numbered per Keras session, so the map is taken from this
     same call rather than from the one recorded at conversion.
     """
+    from converters.tf_compat import preload_triton
+
+    preload_triton()  # TensorFlow loaded quietly before tf_keras loads it
     import tf_keras
 
     tf_keras.backend.clear_session()

@@ -16,7 +16,7 @@ def test_console_script_lists_every_command():
     assert proc.returncode == 0, proc.stderr
     names = [c.name for c in all_commands()]
     assert names == ["convert", "parity", "parity-catalog", "sweep", "demo", "bench", "report", "compare",
-                     "transfer", "accuracy", "keras-seed", "parity-time", "list"]
+                     "transfer", "accuracy", "ship", "keras-seed", "parity-time", "list"]
     for name in names:
         assert f"    {name}" in proc.stdout, name
 

@@ -8,9 +8,13 @@ folder); default the 1000 imagenet-sample photos. Photos that calibrated an int8
 so every row of a model is scored on the same calibration-disjoint photos.
 
 Artifacts come from ``--artifacts/<model>/``; a model without them (or without a requested
-format) is converted first. Records go to ``<results>/raw/accuracy-<photos>.jsonl`` (a
-rerun replaces the rows it measures); ``accuracy-<photos>.{csv,md,png}`` are regenerated
-from them. Exit status: 0 every row measured; 2 bad input; 3 some rows errored.
+format) is converted first. Each model is one task in its own process (``bench.accuracy.
+tasks``), on this machine (``--jobs N`` at once) or a Ray cluster (``--executor ray
+--address``); a re-run skips the models done with the same code, weights, photos and
+options (``<results>/.done``), and every row names the node that measured it. Records go
+to ``<results>/raw/accuracy-<photos>.jsonl`` (a rerun replaces the rows it measures);
+``accuracy-<photos>.{csv,md,png}`` are regenerated from them. Exit status: 0 every row
+measured; 2 bad input; 3 some rows errored (a model that cannot be converted is one).
 """
 from __future__ import annotations
 
@@ -21,9 +25,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zoo.cli import add_models_argument, add_results_argument, expand_models, results_dir
+from zoo.executors.cli import add_executor_arguments
 from zoo.exits import ExitCode, first_line, require_writable_dir
 
 if TYPE_CHECKING:
+    from bench.accuracy.records import AccuracyRecord
     from converters.manifest import Manifest
 
 DEFAULT_MODELS = ("mobilenet_v2",)  # the catalog model with real ImageNet weights offline
@@ -48,6 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_results_argument(p)
     p.add_argument("--report-only", action="store_true",
                    help="only rebuild accuracy-<photos>.{csv,md,png} from the raw records")
+    add_executor_arguments(p)  # one task per model
 
 
 def _report_only(args: argparse.Namespace) -> int:
@@ -57,7 +64,10 @@ def _report_only(args: argparse.Namespace) -> int:
     name = set_name(args.photos or imagenet_sample_dir())
     files = generate(paths(results_dir(args), name))
     print(f"wrote {files.csv}, {files.markdown}, {files.png}", file=sys.stderr)
-    return ExitCode.OK
+    from bench.derived import refresh_derived
+
+    failed = refresh_derived(results_dir(args), "accuracy", artifacts=args.artifacts)
+    return ExitCode.PARTIAL if failed else ExitCode.OK
 
 
 def _csv(values: list[str] | None) -> tuple[str, ...] | None:
@@ -87,10 +97,11 @@ def _check(args: argparse.Namespace) -> tuple[list[str], tuple[str, ...] | None]
 
 
 def ensure_artifacts(model: str, weights: str, root: Path, formats: tuple[str, ...] | None
-                     ) -> tuple[Path, "Manifest"]:
-    """``root/<model>`` and its manifest, converted first when it lacks these weights or
-    ``formats`` (default: what its manifest lists, or what a plain convert makes), or
-    differs from its manifest."""
+                     ) -> tuple[Path, "Manifest", str]:
+    """``root/<model>``, its manifest, and what a convert could not make and why ("" when
+    nothing was dropped): converted first when it lacks these weights or ``formats``
+    (default: what its manifest lists, or what a plain convert makes), or differs from its
+    manifest."""
     from bench.latency.artifacts import (convert_what_converts, manifest_weights,
                                          resolve_weights, weights_match)
     from converters.formats import default_formats
@@ -104,7 +115,7 @@ def ensure_artifacts(model: str, weights: str, root: Path, formats: tuple[str, .
     wanted = formats or (found.formats if found else default_formats())
     if found and weights_match(weights, found.spec) and set(wanted) <= set(found.formats) \
             and not verify_artifacts(folder, found.manifest, formats=wanted, side_files=False):
-        return folder, found.manifest
+        return folder, found.manifest, ""
     spec, label = resolve_weights(model, weights)
     if found and weights_match(weights, found.spec):  # keep what the folder already has
         wanted = (*wanted, *(f for f in found.formats if f not in wanted))
@@ -112,7 +123,7 @@ def ensure_artifacts(model: str, weights: str, root: Path, formats: tuple[str, .
     _, note = convert_what_converts(model, spec, root, tuple(wanted))
     if note:
         print(f"{model}: {note}", file=sys.stderr)
-    return folder, load_manifest(folder)
+    return folder, load_manifest(folder), note
 
 
 def run(args: argparse.Namespace) -> int:
@@ -130,26 +141,31 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, KeyError) as exc:
         print(f"error: {first_line(exc, 1000)}", file=sys.stderr)
         return ExitCode.BAD_INPUT
-    from converters.tf_compat import preload_triton
+    from bench.accuracy.evaluate import calibration_digests
+    from bench.accuracy.tasks import known_calibration
 
-    preload_triton()  # before torchvision meets TensorFlow; and TF's start-up lines, quietly
-    converted = []
-    for model in models:
-        try:
-            converted.append(ensure_artifacts(model, args.weights, args.artifacts.resolve(),
-                                              formats))
-        except Exception as exc:  # noqa: BLE001  even the ONNX export failed
-            print(f"error: {model}: {first_line(exc, 500)}", file=sys.stderr)
-            return ExitCode.BAD_INPUT
+    # Photos that calibrated an artifact already there (each task also leaves out the
+    # default calibration set and its own model's): every model scores the same photos.
+    known = known_calibration(models, args.artifacts.resolve(), args.weights)
     try:
-        from bench.accuracy.evaluate import calibration_digests
-
         photos = labelled_photos(args.photos, limit=args.limit,
-                                 exclude=calibration_digests(m for _, m in converted))
+                                 exclude=known | calibration_digests(()))
     except (PhotosError, CalibrationDataError) as exc:
         print(f"error: {first_line(exc, 1000)}", file=sys.stderr)
         return ExitCode.BAD_INPUT
-    return _measure(args, converted, photos, formats)
+    return _measure(args, _score(args, models, photos, formats, known), photos)
+
+
+def _score(args: argparse.Namespace, models: list[str], photos, formats, known
+           ) -> list["AccuracyRecord"]:
+    """Every model's records, each model a task on the executor ``args`` ask for."""
+    from bench.accuracy.tasks import accuracy_tasks, records_of, run_accuracy
+    from zoo.executors.cli import executor_from
+
+    tasks = accuracy_tasks(models, args, photos, formats, known)
+    with executor_from(args) as executor:  # Ray missing, or no cluster: one line, exit 2
+        results = run_accuracy(tasks, results_dir(args), executor)
+    return records_of(tasks, results, weights=args.weights, photos=photos.name)
 
 
 def photos_text(photos) -> str:
@@ -158,20 +174,11 @@ def photos_text(photos) -> str:
             f"({photos.layout}{left})")
 
 
-def _measure(args: argparse.Namespace, converted, photos, formats) -> int:
-    from bench.accuracy.evaluate import evaluate_model
+def _measure(args: argparse.Namespace, records: list["AccuracyRecord"], photos) -> int:
     from bench.accuracy.records import merge, read_jsonl, write_jsonl
     from bench.accuracy.report import generate, paths
     from zoo.env import environment
 
-    records = []
-    for folder, manifest in converted:
-        print(f"{manifest.model}: scoring PyTorch fp32 and "
-              f"{len([a for a in manifest.artifacts if not formats or a.format in formats])} "
-              f"artifacts on {photos_text(photos)}", file=sys.stderr)
-        records += evaluate_model(folder, manifest, photos, formats=formats,
-                                  batch_size=args.batch_size, threads=args.threads,
-                                  log=lambda s: print(s, file=sys.stderr))
     files = paths(results_dir(args), photos.name)
     env = environment(threads=args.threads or os.cpu_count(), weights=args.weights,
                       with_gpu=False)
@@ -181,7 +188,11 @@ def _measure(args: argparse.Namespace, converted, photos, formats) -> int:
     generate(files, photos_text(photos))
     _print_summary(records)
     print(f"wrote {files.csv}, {files.markdown}, {files.png}", file=sys.stderr)
-    return ExitCode.PARTIAL if any(r.error for r in records) else ExitCode.OK
+    from bench.derived import refresh_derived
+
+    quoting_failed = refresh_derived(results_dir(args), "accuracy",  # the ship tables
+                                     artifacts=args.artifacts)
+    return ExitCode.PARTIAL if any(r.error for r in records) or quoting_failed else ExitCode.OK
 
 
 def _print_summary(records) -> None:

@@ -73,6 +73,20 @@ def _lanes(folder: Path, manifest: "Manifest", formats: tuple[str, ...] | None,
     return lanes
 
 
+def _not_converted(manifest: "Manifest", formats: tuple[str, ...] | None,
+                   base: AccuracyRecord, why: str) -> list[_Lane]:
+    from converters.formats import get_format
+
+    made = {a.format for a in manifest.artifacts}
+    lanes = []
+    for fmt in (f for f in formats or () if f not in made):
+        lane = _Lane(AccuracyRecord(**{**base.__dict__, "format": fmt,
+                                       "precision": get_format(fmt).precision}), None)
+        lane.error = f"not converted: {why or 'the convert made no such artifact'}"[:500]
+        lanes.append(lane)
+    return lanes
+
+
 def _feed(lane: _Lane, x: np.ndarray) -> None:
     from converters.errors import error_line
     from converters.onnx_export import INPUT_NAME, OUTPUT_NAME
@@ -92,10 +106,12 @@ def _feed(lane: _Lane, x: np.ndarray) -> None:
 
 def evaluate_model(folder: Path, manifest: "Manifest", photos: LabelledPhotos, *,
                    formats: tuple[str, ...] | None = None, batch_size: int = 50,
-                   threads: int | None = None, log: Callable[[str], None] = lambda s: None
-                   ) -> list[AccuracyRecord]:
+                   threads: int | None = None, log: Callable[[str], None] = lambda s: None,
+                   not_converted: str = "") -> list[AccuracyRecord]:
     """PyTorch fp32 (built with the manifest's weights) and each artifact of ``manifest``
-    (of ``formats``, default all) over ``photos``: one record each, PyTorch first."""
+    (of ``formats``, default all) over ``photos``: one record each, PyTorch first. A
+    requested format the manifest lacks is an error row (``not_converted``: why, from the
+    convert), never a row left out."""
     import torch
 
     from converters.runners.torch_runner import TorchRunner
@@ -116,7 +132,8 @@ def evaluate_model(folder: Path, manifest: "Manifest", photos: LabelledPhotos, *
         torch.set_num_threads(threads)
     ref = _Lane(base, TorchRunner(RunnerSpec("pytorch", "in-memory"), model=model))
     ref.runner.activate()
-    lanes = [ref, *_lanes(folder, manifest, formats, base, threads)]
+    lanes = [ref, *_lanes(folder, manifest, formats, base, threads),
+             *_not_converted(manifest, formats, base, not_converted)]
     for start in range(0, len(photos), batch_size):
         x = load_batch(photos.files[start:start + batch_size], prep)
         for lane in lanes:

@@ -36,7 +36,7 @@ def figure(records: Sequence[AccuracyRecord]) -> Any:
     for i, r in enumerate(rows):
         v, lo, hi, what = _value(r)
         ax.barh(i, v, color=COLOURS.get(r.precision, "#8172b2"),
-                xerr=[[v - lo], [hi - v]], capsize=2, error_kw={"lw": 0.8})
+                xerr=[[max(0.0, v - lo)], [max(0.0, hi - v)]], capsize=2, error_kw={"lw": 0.8})
         ax.text(hi + 1, i, f"{v:.1f} ({what})", va="center", fontsize=7)
     ax.set_yticks(range(len(rows)), [f"{r.model} {r.format}" for r in rows], fontsize=7)
     ax.invert_yaxis()

@@ -3,12 +3,12 @@ tables are views of them."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from bench.accuracy.metrics import Scores
-from zoo.jsonrecord import finite_or_null
+from zoo.jsonrecord import finite_or_null, known_fields
 
 REFERENCE = "pytorch"  # the row every other row is compared with: PyTorch eager, fp32
 
@@ -39,6 +39,7 @@ class AccuracyRecord:
     seconds: float | None = None  # wall time of this artifact's pass over the photos
     error: str = ""
     date: str = ""
+    node: str = ""  # the host that measured it (zoo.executors.NodeInfo.name)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -49,8 +50,7 @@ class AccuracyRecord:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "AccuracyRecord":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls(**known_fields(cls, data))
 
 
 def from_scores(base: AccuracyRecord, s: Scores, ref_top1: float | None) -> AccuracyRecord:

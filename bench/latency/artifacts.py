@@ -116,8 +116,8 @@ def _damaged(job: Job, folder: Path, damage: list["Damage"], label: str) -> Conv
 def ensure_artifacts(job: Job) -> ConvertRecord:
     """Convert ``job.model`` into ``job.artifacts_root`` (the caller, ``prepare_model``, has
     already found nothing to reuse). A step that fails drops only its own formats (onnx2tf:
-    SavedModel and TFLite; the builder: Keras), so the rest is benchmarked and the dropped
-    rows carry the reason."""
+    SavedModel and TFLite; the builder: Keras; ONNX or TFLite int8: those), so the rest is
+    benchmarked and the dropped rows carry the reason."""
     t0 = time.perf_counter()
     folder = Path(job.artifacts_root).resolve() / job.model
     record = ConvertRecord(model=job.model, folder=str(folder))
@@ -144,20 +144,36 @@ def convert_what_converts(model: str, weights: str, root: Path, formats: tuple[s
                           ) -> tuple[tuple[str, ...], str]:
     """Convert; when a step fails, drop its formats and retry. (formats made, what was dropped
     and why). Raises when even the ONNX export fails."""
-    from converters.tf_export import ConversionError
-
     notes: list[str] = []
     while True:
         try:
             _convert(model, weights, root, formats)
             return formats, "; ".join(notes)
         except Exception as exc:  # noqa: BLE001  any step may fail in any way
-            step = TF_FORMATS if isinstance(exc, ConversionError) else ("keras",)
-            dropped = tuple(f for f in formats if f in step)
+            dropped = tuple(f for f in formats if f in _formats_of_failure(exc))
             if not dropped:
                 raise
             notes.append(f"no {'/'.join(dropped)}: {type(exc).__name__}: {exc}"[:400])
-            formats = tuple(f for f in formats if f not in step)
+            formats = tuple(f for f in formats if f not in dropped)
+
+
+# convert steps (``converters.pipeline`` timer names) whose failure costs only their formats
+STEP_FORMATS: dict[str, tuple[str, ...]] = {
+    "onnx2tf": TF_FORMATS, "keras_tf": TF_FORMATS, "keras": ("keras",),
+    "onnx_int8": ("onnx_int8",), "tflite_int8": ("tflite_int8", "tflite_int8_io")}
+
+
+def _formats_of_failure(exc: Exception) -> tuple[str, ...]:
+    """The formats a failed convert loses: those of the step it escaped from; a
+    ``ConversionError`` is the TF step's; one from outside every step is taken for the Keras
+    builder's. Empty (nothing to drop: the model is lost) for the ONNX export or loading."""
+    from converters.pipeline import failed_step
+    from converters.tf_export import ConversionError
+
+    if isinstance(exc, ConversionError):
+        return TF_FORMATS
+    step = failed_step(exc)
+    return ("keras",) if step is None else STEP_FORMATS.get(step, ())
 
 
 def _convert(model: str, weights: str, root: Path, formats: tuple[str, ...]) -> None:

@@ -79,14 +79,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def parse_options(args: argparse.Namespace):
     """Validated BenchOptions; ValueError with a one-line reason otherwise."""
     from bench.latency.orchestrate import BenchOptions
-    from bench.latency.runtimes import get_runtime, runtimes_for
+    from bench.latency.runtimes import available_runtimes, get_runtime, runtimes_for
     from bench.latency.timing import TimingPolicy
     from zoo.registry import list_models
 
     models = expand_models(args.models, list_models())
-    runtimes = _csv_list(args.runtimes) or runtimes_for(args.device)
-    for name in runtimes:
+    requested = _csv_list(args.runtimes) or runtimes_for(args.device)
+    for name in requested:
         get_runtime(name)
+    # What cannot run here (library, provider or GPU missing) is left out with its reason,
+    # which the header and the Markdown keep; nothing is timed for it.
+    runtimes, skipped = available_runtimes(requested, args.device)
     try:
         batches = tuple(int(b) for b in args.batch_sizes.split(",") if b.strip())
     except ValueError:
@@ -102,7 +105,7 @@ def parse_options(args: argparse.Namespace):
         artifacts_root=args.artifacts, results_dir=results_dir(args), name=args.name,
         job_timeout=args.job_timeout, reconvert=args.reconvert,
         check_overhead=args.check_overhead, repeats=args.repeats, on_damaged=args.on_damaged,
-        remeasure_peak=args.remeasure_peak)
+        remeasure_peak=args.remeasure_peak, skipped=tuple(skipped.items()))
 
 
 def _check_bounds(args: argparse.Namespace, batches: tuple[int, ...]) -> None:
@@ -159,6 +162,7 @@ def header(opts: Any, command: list[str]) -> dict[str, Any]:
     env["bench"] = {
         "device": opts.device, "models": list(opts.models), "runtimes": list(opts.runtimes),
         "batch_sizes": list(opts.batch_sizes), "command": command,
+        "skipped_runtimes": dict(opts.skipped),
         "timing": {"min_time_s": opts.timing.min_time, "min_runs": opts.timing.min_runs,
                    "warmup_runs": opts.timing.warmup_runs,
                    "warmup_time_s": opts.timing.warmup_time,
@@ -166,17 +170,23 @@ def header(opts: Any, command: list[str]) -> dict[str, Any]:
     return env
 
 
-def _list_runtimes() -> int:
+def _list_runtimes(device: str) -> int:
+    """Every runtime, and whether it can run on ``device`` here (else why it is skipped)."""
     from bench.latency.runtimes import RUNTIMES
 
+    width = max(len(name) for name in RUNTIMES)
     for rt in RUNTIMES.values():
-        print(f"{rt.name:14s} {rt.precision:5s} {'/'.join(rt.devices):9s} {rt.description}")
+        why = rt.unavailable(device)
+        here = f"skipped on {device}: {why}" if why else f"runs on {device} here"
+        default = "" if rt.default else " (by name only)"
+        print(f"{rt.name:{width}s} {rt.precision:5s} {'/'.join(rt.devices):9s} "
+              f"{rt.description}{default} [{here}]")
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
     if args.list_runtimes:
-        return _list_runtimes()
+        return _list_runtimes(args.device)
     try:
         opts = parse_options(args)
         require_writable_dir(opts.results_dir, "--results")
@@ -187,15 +197,18 @@ def run(args: argparse.Namespace) -> int:
     if opts.device == "cuda" and (problem := cuda_problem()):
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    for name, why in opts.skipped:
+        print(f"skipped: {name} on {opts.device}: {why}", file=sys.stderr)
+    if not opts.runtimes:
+        print(f"error: no runtime asked for can run on {opts.device} here (see the skipped "
+              "lines above)", file=sys.stderr)
+        return EXIT_USAGE
     from bench.latency.console import run_with_progress
-    from zoo.executors.cli import make_executor
+    from zoo.executors.cli import executor_from
 
     env = header(opts, [os.path.basename(sys.orig_argv[0]), *sys.orig_argv[1:]])
-    executor = make_executor(args)  # Ray missing, or no cluster: one line, exit 2
-    try:
+    with executor_from(args) as executor:  # Ray missing, or no cluster: one line, exit 2
         return run_with_progress(opts, env, run_name(opts, env), executor)
-    finally:
-        executor.close()
 
 
 def main(argv: list[str] | None = None) -> int:

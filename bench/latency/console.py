@@ -29,8 +29,10 @@ def summary_table(rows: list[dict[str, Any]], peak: float | None, title: str,
     best = {(r["model"], r["batch_size"], r["runtime"]) for r in fastest(rows)}
     wide, errors = width >= _NARROW, any(r["error"] for r in rows)
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False,
-                  caption=f"median and p90 in ms, peak RSS in MB; peak% = GFLOP/s over the measured fp32 peak "
-                          f"({_fmt(peak, '.1f')} GFLOP/s); ~ = IQR/median > 10%; * = fastest")
+                  caption=f"median and p90 in ms, peak RSS in MB; peak% = GFLOP/s over the "
+                          f"measured peak of the row's precision (fp32: {_fmt(peak, '.1f')} "
+                          "GFLOP/s); "
+                          "~ = IQR/median > 10%; * = fastest")
     columns = ["model", "runtime", "batch", "median", "IQR%", *(["p90"] if wide else []),
                "GFLOP/s", "peak%", *(["load s"] if wide else []), "RSS",
                *(["error"] if errors else [])]
@@ -84,7 +86,11 @@ def run_with_progress(opts: "BenchOptions", env: dict[str, Any], name: str,
     failed = sum(1 for r in rows if r["error"])
     if failed:
         out.print(f"{failed} of {len(rows)} rows have an error (see the error column)")
-    return rows_status(len(rows), failed)
+    from bench.derived import refresh_derived
+
+    quoting_failed = refresh_derived(opts.results_dir, "latency",  # transfer, ship
+                                     artifacts=opts.artifacts_root)
+    return rows_status(len(rows), failed + len(quoting_failed))
 
 
 def rows_status(n_rows: int, n_failed: int) -> int:

@@ -38,8 +38,22 @@ def _peak_text(run: "RawRun") -> str:
         return f"not measured ({peak.error if peak else 'no record'})"
     sizes = ", ".join(f"{k}: {v['gflops_per_s']:.0f}" for k, v in peak.by_size.items())
     sessions = "; ".join(_session(p) for p in run.peaks)
-    return (f"{peak.gflops_per_s:.1f} GFLOP/s (fastest fp32 GEMM call, {peak.threads} threads, "
+    text = (f"{peak.gflops_per_s:.1f} GFLOP/s (fastest fp32 GEMM call, {peak.threads} threads, "
             f"best of {sessions}; measured {peak.when}: {sizes})")
+    if len(peak.by_precision) > 1:  # a GPU: each precision's own peak
+        rates = ", ".join(f"{k} {run.peak_rate(peak.hardware, k) or 0:,.0f}"
+                          for k in peak.by_precision)
+        text += (f"; per precision (GFLOP/s, the reference of that precision's rows): "
+                 f"{rates}")
+    return text
+
+
+def _skipped(run: "RawRun") -> str:
+    skipped = run.env.get("bench", {}).get("skipped_runtimes") or {}
+    if not skipped:
+        return ""
+    return ("- not measured (cannot run on this machine): "
+            + "; ".join(f"`{k}`: {v}" for k, v in skipped.items()) + "\n")
 
 
 def _session(p: "PeakRecord") -> str:
@@ -62,12 +76,22 @@ def _setup(run: "RawRun") -> str:
             "interleaved passes, samples pooled; `spread` = (max - min) / min of the "
             "processes' own medians\n"
             f"- measured peak: {_peak_text(run)}\n"
+            f"{_skipped(run)}"
             "- GFLOPs (2/MAC): a multiply-add counts as 2 FLOPs, in every table and in "
             "`python -m zoo list`; `gflops` is counted per image at batch 1 "
             "(torch.utils.flop_counter); `gflops_per_s` = gflops x batch / median; "
-            "`peak_fraction` = gflops_per_s / peak; `images_per_s` = batch / median\n"
+            "`peak_fraction` = gflops_per_s / the peak of the row's precision; "
+            "`images_per_s` = batch / median\n"
             "- `~` marks IQR/median > 10% (unstable); `load_s` = load + first inference "
-            "(compilation included), library imports excluded\n\n")
+            "(compilation included), library imports excluded"
+            f"{_GPU_NOTE if bench.get('device') == 'cuda' else ''}\n\n")
+
+
+_GPU_NOTE = ("\n- GPU rows: timed between CUDA events (PyTorch) or by the host clock around "
+             "a synchronous call (ONNX Runtime, TensorFlow: host arrays in and out); "
+             "`GPU MB` = torch.cuda.max_memory_allocated during that batch size (PyTorch "
+             "rows), else the process's memory as nvidia-smi reports it, else empty (not "
+             "measured); a batch size after one that ran out of memory is not tried")
 
 
 def _fastest(best: list[dict[str, Any]]) -> str:
@@ -93,19 +117,20 @@ def _static(run: "RawRun") -> str:
                     cell=number_cell)
 
 
-def _latency(rows: list[dict[str, Any]]) -> str:
+def _latency(rows: list[dict[str, Any]], *, gpu: bool = False) -> str:
     def flag(r: dict[str, Any]) -> str:
         return "~" if r["unstable"] else ""
 
     return md_table(
         ("model", "runtime", "precision", "batch", "median ms", "IQR ms", "p90 ms", "p99 ms",
-         "mean ms", "images/s", "n", "procs", "spread", "load s", "RSS MB", "GFLOP/s", "of peak",
-         "error"),
+         "mean ms", "images/s", "n", "procs", "spread", "load s", "RSS MB",
+         *(("GPU MB",) if gpu else ()), "GFLOP/s", "of peak", "error"),
         ((r["model"], r["runtime"], r["precision"], r["batch_size"],
           f"{r['median_ms']:.3g}{flag(r)}" if r["median_ms"] is not None else "", r["iqr_ms"],
           r["p90_ms"], r["p99_ms"], r["mean_ms"], r["images_per_s"], r["n_samples"],
           r["n_processes"],
           _pct(r["process_spread"]), r["load_s"], r["peak_rss_mb"],
+          *((r["peak_gpu_mb"],) if gpu else ()),
           r["gflops_per_s"], _pct(r["peak_fraction"]), r["error"]) for r in rows), cell=number_cell)
 
 
@@ -131,11 +156,11 @@ def write_markdown(run: "RawRun", rows: list[dict[str, Any]], path: Path, *,
     bench = run.env.get("bench", {})
     title = f"Latency: {bench.get('device', '?')}, {run.env.get('threads')} threads"
     text = (markdown_header(run.env, title) if run.env else f"# {title}\n\n") + _setup(run)
-    hardware = run.hardware
+    hardware, gpu = run.hardware, bench.get("device") == "cuda"
     if len(hardware) <= 1:
         text += "## Fastest runtime per model\n\n" + _fastest(best)
         text += "\n## Static figures\n\n" + _static(run)
-        text += "\n## All runs\n\n" + _latency(rows)
+        text += "\n## All runs\n\n" + _latency(rows, gpu=gpu)
     else:  # a cluster of several kinds of node: each its own tables and its own peak
         text += "\n## Static figures\n\n" + _static(run)
         for hw in hardware:
@@ -144,7 +169,7 @@ def write_markdown(run: "RawRun", rows: list[dict[str, Any]], path: Path, *,
             text += (f"\n## {hw}\n\nnodes: {', '.join(sorted({r['nodes'] for r in mine}))}; "
                      f"measured peak {_peak_value(peak)}\n\n"
                      + _fastest([r for r in best if r.get("hardware") == hw])
-                     + "\n" + _latency(mine))
+                     + "\n" + _latency(mine, gpu=gpu))
     text += _overhead(run)
     for name in plots:
         what = "latency and images/s vs batch size" if name.endswith("-batch.png") else (

@@ -50,3 +50,24 @@ def torch_gpu_peak_mb() -> float | None:
     if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
         return None
     return torch.cuda.max_memory_allocated() / MB
+
+
+def reset_torch_gpu_peak() -> None:
+    """Start PyTorch's high-water mark afresh (each batch size of a sweep reports its own)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def gpu_memory() -> tuple[float | None, dict[str, object]]:
+    """(peak GPU MB of the row, how it was measured). PyTorch's allocator peak where torch
+    ran the row (tensors only: no context, no cuDNN workspace outside its allocator); else
+    what nvidia-smi attributes to this process (everything: context, arenas, caches; often
+    unreadable inside containers); else None, said so."""
+    torch_mb, smi_mb = torch_gpu_peak_mb(), process_gpu_mb()
+    details: dict[str, object] = {"torch_gpu_peak_mb": torch_mb, "nvidia_smi_gpu_mb": smi_mb}
+    if torch_mb:
+        return torch_mb, {**details, "gpu_mb_source": "torch.cuda.max_memory_allocated"}
+    if smi_mb:
+        return smi_mb, {**details, "gpu_mb_source": "nvidia-smi (process total)"}
+    return None, {**details, "gpu_mb_source": "not measured"}

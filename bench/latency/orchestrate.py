@@ -54,6 +54,7 @@ class BenchOptions:
     remeasure_peak: bool = False  # else the GEMM peak comes from the per-machine cache
     peak_cache: Path = field(default_factory=default_peak_cache_dir)
     on_damaged: str = "reconvert"  # artifacts that differ from their manifest: reconvert | refuse
+    skipped: tuple[tuple[str, str], ...] = ()  # (runtime, why it cannot run here): not timed
 
     def job(self, kind: str, **overrides: Any) -> Job:
         """A worker job carrying this run's settings; ``overrides`` win."""
@@ -86,14 +87,10 @@ def worker_task(job: Job, timeout: float, key: str, on_node: str = "") -> Task:
 def collect_worker(task: Task, proc: subprocess.CompletedProcess
                    ) -> tuple[list[dict[str, Any]], str]:
     """The worker's one result line: its records, or why there are none."""
-    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
-    payload = None
-    if lines:
-        try:
-            payload = json.loads(lines[-1])
-        except json.JSONDecodeError:
-            payload = None
-    if not isinstance(payload, dict) or not payload.get("records"):
+    from zoo.executors.worker import read_result
+
+    payload = read_result(proc.stdout)
+    if payload is None or not payload.get("records"):
         return [], _death_text(proc.returncode, proc.stderr, payload)
     return payload["records"], ""
 
@@ -123,12 +120,6 @@ def _death_text(code: int, stderr: str, payload: Any) -> str:
     how = (f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}")
     tail = [ln for ln in stderr.splitlines() if ln.strip()][-1:] or ["no output"]
     return f"worker {how}: {tail[0].strip()}"[:500]
-
-
-def needed_formats(runtimes: Iterable[str]) -> tuple[str, ...]:
-    from bench.latency.runtimes import get_runtime
-
-    return tuple(f for f in (get_runtime(r).artifact for r in runtimes) if f)
 
 
 def needed_formats(runtimes: Iterable[str]) -> tuple[str, ...]:

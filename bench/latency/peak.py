@@ -1,4 +1,5 @@
-"""The machine's own fp32 peak: large GEMMs timed by the same protocol as the models.
+"""The machine's own fp32 peak (on GPU also TF32, fp16 and bf16): large GEMMs timed by the
+same protocol as the models.
 
 The peak is the fastest single call over sizes and libraries (``torch.mm``, and
 on CPU also ``numpy.matmul`` and ONNX Runtime's ``MatMul``, whose MLAS kernels
@@ -24,14 +25,15 @@ def strict_fp32() -> None:
     torch.backends.cudnn.allow_tf32 = False
 
 
-def _torch_gemm(job: Job, n: int) -> Callable[[], Any]:
+def _torch_gemm(job: Job, n: int, dtype: str = "float32") -> Callable[[], Any]:
     import torch
 
-    device = job.device
+    device, kind = job.device, getattr(torch, dtype)
     gen = torch.Generator(device=device).manual_seed(0)
-    a = torch.randn(n, n, device=device, generator=gen)
-    b = torch.randn(n, n, device=device, generator=gen)
-    out = torch.empty(n, n, device=device)
+    # Random operands, never zeros: a GEMM on zeros runs faster than on data (METHOD.md).
+    a = torch.randn(n, n, device=device, generator=gen).to(kind)
+    b = torch.randn(n, n, device=device, generator=gen).to(kind)
+    out = torch.empty(n, n, device=device, dtype=kind)
     return lambda: torch.mm(a, b, out=out)
 
 
@@ -77,8 +79,40 @@ GEMMS: dict[str, dict[str, Callable[[Job, int], Callable[[], Any]]]] = {
 }
 
 
+# The GPU's other precisions (cuBLAS through torch.mm): the reference of the tf32, fp16
+# and bf16 rows. (torch dtype, TF32 allowed)
+CUDA_PRECISIONS: dict[str, tuple[str, bool]] = {
+    "tf32": ("float32", True), "fp16": ("float16", False), "bf16": ("bfloat16", False)}
+
+
+def _rate(job: Job, fn: Callable[[], Any], n: int, clock: str) -> dict[str, Any]:
+    m = measure(fn, job.timing, clock=clock)
+    flops = 2 * n**3
+    return {"gflops_per_s": flops / min(m.raw_times) / 1e9,
+            "median_gflops_per_s": flops / m.median / 1e9, "measurement": m.to_json()}
+
+
+def _cuda_precisions(job: Job) -> tuple[dict[str, dict[str, Any]], dict[str, float]]:
+    """torch.mm rates in TF32, fp16 and bf16 (the fp32 one is measured with the others)."""
+    import torch
+
+    by_size: dict[str, dict[str, Any]] = {}
+    best: dict[str, float] = {}
+    for precision, (dtype, tf32) in CUDA_PRECISIONS.items():
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        try:
+            for n in GEMM_SIZES[job.device]:
+                key = f"torch.mm {precision} n={n}"
+                by_size[key] = _rate(job, _torch_gemm(job, n, dtype), n, "cuda_event")
+                best[precision] = max(best.get(precision, 0.0), by_size[key]["gflops_per_s"])
+        finally:
+            strict_fp32()
+    return by_size, best
+
+
 def gemm_peak(job: Job) -> PeakRecord:
-    """fp32 GEMM rates (2*n^3 FLOPs per call) per library and size; the best is the peak."""
+    """fp32 GEMM rates (2*n^3 FLOPs per call) per library and size; the best is the peak.
+    On CUDA also TF32, fp16 and bf16 (``by_precision``: each precision's own peak)."""
     import torch
 
     torch.set_num_threads(job.threads)
@@ -88,10 +122,12 @@ def gemm_peak(job: Job) -> PeakRecord:
     by_size: dict[str, dict[str, Any]] = {}
     for lib, make in GEMMS[job.device].items():
         for n in GEMM_SIZES[job.device]:
-            m = measure(make(job, n), job.timing, clock=clock)
-            flops = 2 * n**3
-            by_size[f"{lib} n={n}"] = {
-                "gflops_per_s": flops / min(m.raw_times) / 1e9,
-                "median_gflops_per_s": flops / m.median / 1e9, "measurement": m.to_json()}
+            by_size[f"{lib} n={n}"] = _rate(job, make(job, n), n, clock)
     best = max(v["gflops_per_s"] for v in by_size.values())
-    return PeakRecord(device=job.device, threads=job.threads, gflops_per_s=best, by_size=by_size)
+    by_precision = {"fp32": best}
+    if job.device == "cuda":
+        others, rates = _cuda_precisions(job)
+        by_size.update(others)
+        by_precision.update(rates)
+    return PeakRecord(device=job.device, threads=job.threads, gflops_per_s=best, by_size=by_size,
+                      by_precision=by_precision)

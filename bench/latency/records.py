@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from bench.latency.timing import TimingPolicy
+from zoo.jsonrecord import known_fields
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                    "TF_NUM_INTRAOP_THREADS")
@@ -30,12 +31,7 @@ _TIMING_FIELDS = tuple(f.name for f in fields(TimingPolicy))
 
 
 def _from_dict(cls: type, data: Mapping[str, Any]):
-    names = {f.name for f in fields(cls)}
-    kwargs = {k: v for k, v in data.items() if k in names}
-    for key in ("batch_sizes", "formats"):
-        if key in kwargs and isinstance(kwargs[key], list):
-            kwargs[key] = tuple(kwargs[key])
-    return cls(**kwargs)
+    return cls(**known_fields(cls, data, tuples=("batch_sizes", "formats")))
 
 
 class _JsonRecord:
@@ -143,6 +139,14 @@ class PeakRecord(_JsonRecord):
     error: str = ""
     node: str = ""
     hardware: str = ""  # the peak of this hardware only (a cluster has one per kind of node)
+    # each precision's own peak (fp32 always; on GPU also tf32, fp16, bf16): the reference
+    # of the rows of that precision
+    by_precision: dict[str, float] = field(default_factory=dict)
+
+    def for_precision(self, precision: str) -> float | None:
+        """The peak a row of ``precision`` is read against: its own where measured, else the
+        fp32 peak (CPU rows of every precision, as before precisions were measured)."""
+        return self.by_precision.get(precision) or self.gflops_per_s
 
 
 
@@ -198,6 +202,14 @@ class RawRun:
         if own:
             return max(own, key=lambda p: p.gflops_per_s)
         return self.peak if not any(p.hardware for p in self.peaks) else None
+
+    def peak_rate(self, hardware: str, precision: str = "fp32") -> float | None:
+        """The fastest GEMM rate on ``hardware`` in ``precision`` (its own peak where
+        measured, else the fp32 peak), over every peak record of that hardware."""
+        own = [p for p in self.peaks if p.hardware == hardware and p.gflops_per_s]
+        if not own and not any(p.hardware for p in self.peaks):
+            own = [p for p in self.peaks if p.gflops_per_s]
+        return max((p.for_precision(precision) for p in own), default=None)
 
     @property
     def hardware(self) -> list[str]:

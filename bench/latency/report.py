@@ -74,8 +74,7 @@ def table_row(run: RawRun, records: list[LatencyRecord]) -> dict[str, Any]:
     m, procs = pooled(records)
     gflops = static.gflops if static and not static.error else None
     rate = gflops * r.batch_size / (m["median_ms"] / 1e3) if gflops and m else None
-    own_peak = run.peak_for(r.hardware)  # this hardware's own GEMM peak
-    peak = own_peak.gflops_per_s if own_peak and own_peak.gflops_per_s else None
+    peak = run.peak_rate(r.hardware, r.precision)  # this hardware's own, in this precision
     loads = sorted(x.load_s for x in records if x.load_s is not None)
     rss = [x.peak_rss_mb for x in records if x.peak_rss_mb is not None]
     gpu = [x.peak_gpu_mb for x in records if x.peak_gpu_mb is not None]

@@ -7,16 +7,16 @@ the one line stays parseable. Errors become records with their text.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import sys
 import time
 import traceback
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from bench.latency.records import Job, LatencyRecord, PeakRecord, StaticRecord, thread_env
+from zoo.executors.worker import stdout_to_stderr, write_result
 from zoo.exits import terminate_as_interrupt
 
 if TYPE_CHECKING:
@@ -99,20 +99,53 @@ def run_latency(job: Job) -> list[LatencyRecord]:
     for row in rows:
         row.import_s, row.activate_s, row.details = import_s, activate_s, details
     try:
-        for row in rows:
-            _measure_row(job, rt, runner, row, chw)
+        measure_sweep(rows, lambda row: _measure_row(job, rt, runner, row, chw))
     finally:
         runner.deactivate()
     return rows
+
+
+def measure_sweep(rows: list[LatencyRecord], measure_row: Callable[[LatencyRecord], None]
+                  ) -> None:
+    """Measure rows in order of batch size; once one runs out of memory, the larger ones are
+    not tried (their rows say so) and the smaller ones keep their numbers."""
+    oom_at: int | None = None
+    for row in sorted(rows, key=lambda r: r.batch_size):
+        if oom_at is not None:
+            row.error = f"skipped: batch {oom_at} already ran out of memory"
+            continue
+        measure_row(row)
+        if row.error and is_out_of_memory(row.error):
+            oom_at = row.batch_size
+            _release_gpu_memory()
+
+
+OOM_MARKERS = ("outofmemoryerror", "out of memory", "resourceexhaustederror",
+               "failed to allocate memory", "cudnn_status_alloc_failed")
+
+
+def is_out_of_memory(error: str) -> bool:
+    """Whether a row's error text is a device (or host) allocation failure: PyTorch's
+    OutOfMemoryError, ONNX Runtime's BFC arena, TensorFlow's ResourceExhaustedError."""
+    text = error.lower()
+    return any(marker in text for marker in OOM_MARKERS)
+
+
+def _release_gpu_memory() -> None:
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 def _measure_row(job: Job, rt: "Runtime", runner: "BaseRunner", row: LatencyRecord,
                  chw: tuple[int, ...]) -> None:
     import numpy as np
 
-    from bench.latency.memory import peak_rss_mb, process_gpu_mb, torch_gpu_peak_mb
+    from bench.latency.memory import gpu_memory, peak_rss_mb, reset_torch_gpu_peak
     from bench.latency.timing import measure
 
+    if job.device == "cuda":
+        reset_torch_gpu_peak()  # each batch size its own high-water mark
     try:
         shape = (row.batch_size, *chw)
         x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
@@ -135,8 +168,8 @@ def _measure_row(job: Job, rt: "Runtime", runner: "BaseRunner", row: LatencyReco
         row.error = _error_text(exc)
     row.peak_rss_mb = peak_rss_mb()
     if job.device == "cuda":
-        row.peak_gpu_mb = process_gpu_mb()
-        row.details = {**row.details, "torch_gpu_peak_mb": torch_gpu_peak_mb()}
+        row.peak_gpu_mb, gpu = gpu_memory()
+        row.details = {**row.details, **gpu}
 
 
 def run_static(job: Job) -> list[StaticRecord]:
@@ -174,29 +207,19 @@ def _error_text(exc: BaseException) -> str:
     return " ".join(text.split())[:500]
 
 
-def _stdout_to_stderr() -> Any:
-    """Keep the real stdout for the result line; everything else printed goes to stderr."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    return os.fdopen(saved, "w")
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     job = Job.from_json(argv[0])
     for key, value in thread_env(job.threads).items():
         os.environ.setdefault(key, value)
-    out = _stdout_to_stderr()
+    out = stdout_to_stderr()
     try:
         with terminate_as_interrupt():  # SIGTERM from the parent: clean up, as on Ctrl-C
             records = HANDLERS[job.kind](job)
-        payload: dict[str, Any] = {"records": [r.to_json() for r in records]}
+        write_result(out, [r.to_json() for r in records])
     except BaseException as exc:  # noqa: BLE001  the parent turns this into error rows
         traceback.print_exc()
-        payload = {"records": [], "error": _error_text(exc)}
-    out.write(json.dumps(payload, default=str) + "\n")
-    out.flush()
+        write_result(out, [], _error_text(exc))
     return 0
 
 

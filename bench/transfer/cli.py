@@ -1,8 +1,12 @@
 """``python -m bench transfer``: linear-probe or fine-tune catalog models on transfer datasets.
 
 Every model runs with its ImageNet weights and with the seeded random-weights
-control (``--weights``). Records append to ``results/transfer.jsonl``; the CSV,
-Markdown and PNG views are regenerated after each run (or with ``--report-only``).
+control (``--weights``). Each model is one task in its own process (``bench.transfer.
+tasks``), on this machine (``--jobs N`` at once) or a Ray cluster (``--executor ray
+--address``); a re-run skips the models whose every combination was measured with the
+same code, weights, dataset contents and options (``<out>/.done``). Records append to
+``results/transfer.jsonl`` in model order, each naming the node that measured it; the
+CSV, Markdown and PNG views are regenerated after each run (or with ``--report-only``).
 
 Image files that do not decode are skipped and named (``--strict`` stops instead).
 Exit status (``zoo.exits``): 0 all ran; 2 bad input (dataset, image, labels, model
@@ -16,10 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zoo.cli import add_models_argument, add_results_argument, expand_models, results_dir
+from zoo.executors.cli import add_executor_arguments
 from zoo.exits import ExitCode
 
 if TYPE_CHECKING:
     from bench.transfer.datasets import TransferData
+    from bench.transfer.records import TransferRecord
     from bench.transfer.runner import RunOptions
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,6 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report-only", action="store_true", help="regenerate tables and plot only")
     p.add_argument("--no-report", action="store_true", help="append records, skip tables")
     p.add_argument("--list-datasets", action="store_true")
+    add_executor_arguments(p)  # one task per model
 
 
 def _finetune_args(p: argparse.ArgumentParser) -> None:
@@ -61,7 +68,7 @@ def _finetune_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--train-batch-size", type=int, default=32)
 
 
-def _options(args: argparse.Namespace, run_id: str):
+def run_options(args: argparse.Namespace, run_id: str):
     from bench.transfer.cache import default_cache_dir
     from bench.transfer.finetune import FinetuneConfig
     from bench.transfer.runner import RunOptions
@@ -109,8 +116,8 @@ def _fail(exc: BaseException, failures: list[str]) -> None:
     print(f"error: {failures[-1]}", file=sys.stderr)
 
 
-def _open(name: str, args: argparse.Namespace, opts: "RunOptions",
-          failures: list[str]) -> "TransferData | None":
+def open_checked(name: str, args: argparse.Namespace, opts: "RunOptions",
+                 failures: list[str]) -> "TransferData | None":
     """The dataset, checked for the protocol before any model runs; None after one error line."""
     from bench.transfer.datasets import open_dataset
     from bench.transfer.runner import check_data, skipped_text
@@ -140,34 +147,49 @@ def _build(model: str, weights: str, failures: list[str]):
         return None
 
 
-def _run_all(args: argparse.Namespace, opts: "RunOptions", out: Path) -> tuple[int, list[str]]:
-    """(records written, one line per failed dataset or combination)."""
-    from bench.transfer.records import append_record
-    from bench.transfer.runner import run_finetune, run_linear, summary
+def run_model(model: str, args: argparse.Namespace, opts: "RunOptions",
+              datasets: list["TransferData"], failures: list[str]) -> list["TransferRecord"]:
+    """One model's records, every weights x dataset (a task's process runs this); a
+    combination that fails adds its line to ``failures``."""
+    from bench.transfer.runner import run_finetune, run_linear
     from zoo.registry import get_entry
 
-    failures: list[str] = []
-    written = 0
-    datasets = [d for d in (_open(n, args, opts, failures) for n in args.datasets)
-                if d is not None]
     run = run_linear if args.protocol == "linear" else run_finetune
-    for model in args.models:
-        for weights in args.weights:
-            built = None
-            for data in datasets:
-                if built is None or args.protocol == "finetune":  # fine-tuning edits the model
-                    built = _build(model, weights, failures)
-                if built is None:
-                    break
-                try:
-                    record = run(built[0], get_entry(model), built[1], data, opts)
-                except _bad_input_errors() as exc:  # e.g. an image that fails to decode
-                    _fail(exc, failures)
-                    continue
-                append_record(out / "transfer.jsonl", record)
-                written += 1
-                print(summary(record), flush=True)
-    return written, failures
+    records = []
+    for weights in args.weights:
+        built = None
+        for data in datasets:
+            if built is None or args.protocol == "finetune":  # fine-tuning edits the model
+                built = _build(model, weights, failures)
+            if built is None:
+                break
+            try:
+                records.append(run(built[0], get_entry(model), built[1], data, opts))
+            except _bad_input_errors() as exc:  # e.g. an image that fails to decode
+                _fail(exc, failures)
+    return records
+
+
+def _run_all(args: argparse.Namespace, opts: "RunOptions", out: Path) -> tuple[int, list[str]]:
+    """(records written, one line per failed dataset or combination): each model a task
+    (its own process) on the executor ``args`` ask for."""
+    from bench.transfer.runner import summary
+    from bench.transfer.tasks import run_transfer, transfer_tasks
+    from zoo.executors.cli import executor_from
+
+    failures: list[str] = []
+    opened = [(n, d) for n in args.datasets
+              if (d := open_checked(n, args, opts, failures)) is not None]
+    if not opened:
+        return 0, failures
+    tasks = transfer_tasks(args, opts, opened)
+    with executor_from(args) as executor:  # Ray missing, or no cluster: one line, exit 2
+        records, failed = run_transfer(tasks, out / "transfer.jsonl", executor)
+    for record in records:
+        print(summary(record), flush=True)
+    for line in failed:
+        print(f"error: {line}", file=sys.stderr)
+    return len(records), failures + failed
 
 
 def _bad_options(args: argparse.Namespace) -> str:
@@ -213,14 +235,11 @@ def run(args: argparse.Namespace) -> int:
     if problem := _bad_options(args):
         print(f"error: {problem}", file=sys.stderr)
         return ExitCode.BAD_INPUT
-    import torch
-
     from bench.transfer.records import append_env, new_run_id
     from zoo.env import environment
 
-    torch.set_num_threads(args.threads)
     run_id = new_run_id()
-    opts = _options(args, run_id)
+    opts = run_options(args, run_id)
     append_env(args.out / "transfer.jsonl", run_id,
                environment(threads=args.threads, weights=",".join(args.weights)))
     written, failures = _run_all(args, opts, args.out)

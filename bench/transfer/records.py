@@ -3,16 +3,18 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
+
+from zoo.jsonrecord import known_fields
 
 CSV_COLUMNS = ("model", "weights", "weights_label", "dataset", "protocol", "n_train", "n_test",
                "num_classes", "resolution", "resize_mode", "accuracy", "extract_s", "fit_s",
                "features_s", "cache_hit", "best_c", "freeze", "trainable_params", "optimizer",
                "epochs", "lr", "backbone_lr", "train_loss", "dataset_train_size",
                "dataset_test_size", "dataset_source", "grayscale", "skipped_images",
-               "device", "threads", "date")
+               "device", "threads", "date", "node")
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class TransferRecord:
     dataset_test_size: int | None = None
     skipped_images: int = 0  # unreadable files left out of the dataset (train and test)
     skipped_paths: tuple[str, ...] = ()  # the first few of them
+    node: str = ""  # the host that measured it (zoo.executors.NodeInfo.name)
 
     @property
     def num_classes(self) -> int:
@@ -79,8 +82,7 @@ class TransferRecord:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "TransferRecord":
-        names = {f.name for f in fields(cls)}
-        kw = {k: v for k, v in data.items() if k in names}
+        kw = known_fields(cls, data)
         for k in ("classes", "c_grid", "val_accuracy", "skipped_paths"):
             kw[k] = tuple(kw.get(k, ()))
         kw["grayscale"] = float(kw.get("grayscale", 0.0))  # older records hold a bool
@@ -102,6 +104,18 @@ def append_record(path: Path, record: TransferRecord) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as fh:
         fh.write(json.dumps({"type": "record", **asdict(record)}) + "\n")
+
+
+def append_missing(path: Path, records: list[TransferRecord]) -> int:
+    """Append the records the file does not hold yet (a resumed run's records from the
+    done-store are there already, unless the run that measured them was killed before
+    writing them); how many were appended."""
+    _, held = read_jsonl(path)
+    seen = {json.dumps(asdict(r), sort_keys=True) for r in held}
+    new = [r for r in records if json.dumps(asdict(r), sort_keys=True) not in seen]
+    for r in new:
+        append_record(path, r)
+    return len(new)
 
 
 def read_jsonl(path: Path) -> tuple[dict[str, dict[str, Any]], list[TransferRecord]]:

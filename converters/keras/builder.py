@@ -1,7 +1,7 @@
 """ONNX -> Keras 3: one Keras layer per PyTorch layer, NHWC, weights as variables."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +25,7 @@ class KerasConversion:
     ``layer_map``: ONNX node name -> the Keras layer that computes it.
     ``tensors``: ONNX tensor name -> Keras layer output and its layout.
     ``module_outputs``: PyTorch module path -> ONNX tensor name of the module's output.
+    ``module_inputs``: PyTorch module path -> ONNX tensor name of the module's (first) input.
     """
 
     model: keras.Model
@@ -32,6 +33,7 @@ class KerasConversion:
     tensors: dict[str, TensorRef]
     module_outputs: dict[str, str]
     input_layout: str = "NHWC"
+    module_inputs: dict[str, str] = field(default_factory=dict)
 
 
 def onnx_to_keras(onnx_path: Path, *, name: str | None = None) -> KerasConversion:
@@ -52,7 +54,8 @@ def onnx_to_keras(onnx_path: Path, *, name: str | None = None) -> KerasConversio
     model = keras.Model(inputs[0] if len(inputs) == 1 else inputs,
                         outputs[0] if len(outputs) == 1 else outputs,
                         name=name or Path(onnx_path).stem)
-    return KerasConversion(model, ctx.layer_map, ctx.tensors, ctx.module_outputs)
+    return KerasConversion(model, ctx.layer_map, ctx.tensors, ctx.module_outputs,
+                           module_inputs=ctx.module_inputs)
 
 
 def find_unsupported(onnx_model: "onnx.ModelProto | OnnxGraph | Path | str"
@@ -88,6 +91,7 @@ def convert_node(ctx: BuildContext, node: Node) -> None:
             ctx.bind(node, _keep_weight(folded, values))
             return
     handler = HANDLERS.get(node.op_type)
+    ctx.note_module_input(node)
     if handler is None:
         raise node.unsupported("only evaluated on values known when the model is built")
     handler(ctx, node)

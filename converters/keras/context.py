@@ -29,6 +29,7 @@ class BuildContext:
     layer_map: dict[str, str] = field(default_factory=dict)
     tensors: dict[str, TensorRef] = field(default_factory=dict)
     module_outputs: dict[str, str] = field(default_factory=dict)
+    module_inputs: dict[str, str] = field(default_factory=dict)
     _permuted: dict[tuple[int, Perm], Sym] = field(default_factory=dict)
 
     # -- reading inputs -------------------------------------------------
@@ -105,6 +106,19 @@ class BuildContext:
             parts = self.path(node).split(".") if self.path(node) else []
             for i in range(len(parts) + 1):  # the last tensor made inside a module is its output
                 self.module_outputs[".".join(parts[:i])] = name
+
+    def note_module_input(self, node: Node) -> None:
+        """Record ``node``'s first computed input as the input of every module it lies in,
+        unless one was recorded: nodes run in graph order and folded constants are not
+        computed, so the first computed tensor a module reads comes from outside it (a
+        classifier head's input: the features a derived entry names)."""
+        name = next((i for i in node.inputs if i and isinstance(self.values.get(i), Sym)), None)
+        path = self.path(node)
+        if name is None or not path:
+            return
+        parts = path.split(".")
+        for i in range(1, len(parts) + 1):
+            self.module_inputs.setdefault(".".join(parts[:i]), name)
 
     def to_layout(self, node: Node, sym: Sym, perm: Perm) -> Sym:
         """``sym`` with Keras axes in ``perm`` order, adding one Permute layer if needed."""

@@ -168,10 +168,9 @@ def capture_tf(onnx_path: Path, saved_model: Path, x: np.ndarray, calibration_im
 
     from converters.tf_export import build_tf_keras_graph
 
-    import tf_keras
-
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:  # TensorFlow loaded quietly, then tf_keras
         model, tensor_map = build_tf_keras_graph(onnx_path, Path(tmp) / "work", calibration_images)
+    import tf_keras
 
     layers = {layer.name: layer for layer in model.layers}
     names = [n for n, r in tensor_map.items() if r["tf_layer"] in layers]

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from converters.parity.catalog_table import error_file
 from zoo.executors import PYTHON, Task, TaskResult, code_digest, fingerprint
-
-DONE_DIR = ".done"  # under --out: which models are done (zoo.executors.done)
+from zoo.executors.done import DONE_DIR  # under --out: which models are done
+from zoo.executors.task import absolute_spec
 
 
 def weights_identity(model: str, weights: str) -> str:
@@ -37,8 +37,7 @@ def catalog_tasks(models: list[str], *, out_root: Path, weights: str = "auto") -
     """One task per model; the fingerprint covers the converters' and zoo's code, the
     weights and the command line (a change to any re-runs the model)."""
     out = str(Path(out_root).absolute())  # every node sees the same path (a shared --out)
-    if Path(weights).is_file():  # a state dict: the same absolute path on every node
-        weights = str(Path(weights).absolute())
+    weights = absolute_spec(weights)  # a state dict: the same absolute path on every node
     code = code_digest(("zoo", "converters"))
     tasks = []
     for model in models:
@@ -66,9 +65,7 @@ def run_catalog(models: list[str], *, out_root: Path, weights: str = "auto",
     """``python -m converters parity`` per model, on ``executor`` (default: one local
     process at a time); models done before with the same fingerprint are skipped."""
     from zoo.executors.driver import run_tasks
-    from zoo.executors.local import LocalExecutor
 
-    executor = executor or LocalExecutor(jobs=1)
     tasks = catalog_tasks(models, out_root=out_root, weights=weights)
     return run_tasks(executor, tasks, done_root=Path(out_root) / DONE_DIR,
                      title="parity-catalog", show=show)

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from zoo.executors import PYTHON, Task, TaskResult, code_digest, fingerprint
+from zoo.executors.done import DONE_DIR  # under --out: the executor's done-store
+from zoo.executors.task import absolute_spec
 from zoo.exits import ExitCode
 
-DONE_DIR = ".done"  # under --out: the executor's done-store
 RECORDS_DIR = ".records"  # under --out: each model's records, as its process left them
 TASK_TIMEOUT_S = 4 * 3600.0  # a hang is the model's error row, not a stuck sweep
 
@@ -32,8 +33,7 @@ def sweep_tasks(models: Sequence[str], *, out_root: Path, weights: str = "auto",
     weights (``auto`` resolved) and the command line: a re-run skips a model only when
     all three are unchanged."""
     out = Path(out_root).absolute()
-    if Path(weights).is_file():
-        weights = str(Path(weights).absolute())
+    weights = absolute_spec(weights)
     code = code_digest(("zoo", "converters"))
     tasks = []
     for model in models:
@@ -96,9 +96,7 @@ def run_sweep(models: Sequence[str], *, out_root: Path, weights: str = "auto",
               executor=None, keep_artifacts: bool = False, show: bool = True
               ) -> list[dict[str, Any]]:
     from zoo.executors.driver import run_tasks
-    from zoo.executors.local import LocalExecutor
 
-    executor = executor or LocalExecutor(jobs=1)
     tasks = sweep_tasks(models, out_root=out_root, weights=weights,
                         keep_artifacts=keep_artifacts)
     results = run_tasks(executor, tasks, done_root=Path(out_root) / DONE_DIR, title="sweep",

@@ -24,6 +24,23 @@ def test_wilson_interval_matches_published_values():
     assert (lo, hi) == pytest.approx((0.2366, 0.7634), abs=1e-4)
     lo, hi = wilson(81, 263)
     assert (lo, hi) == pytest.approx((0.2553, 0.3662), abs=1e-4)
+    for n in (10, 300, 900):  # all agree: the float upper bound was 1 - 2e-16, below p
+        lo, hi = wilson(n, n)
+        assert lo < 1.0 == hi
+
+
+def test_plot_of_rows_that_all_agree(tmp_path):
+    """A row at 100% with an interval from an older record (upper 0.9999999999999998)
+    draws; it used to raise "'xerr' must not contain negative values"."""
+    from bench.accuracy.plot import write_plot
+    from bench.accuracy.records import AccuracyRecord
+
+    rec = AccuracyRecord.from_json({"model": "squeezenet1_0", "format": "onnx",
+                                    "precision": "fp32", "photos": "imagenet-sample", "weights": "random",
+                                    "labelled": False, "agreement": 1.0,
+                                    "agreement_lo": 0.987, "agreement_hi": 0.9999999999999998})
+    write_plot([rec], tmp_path / "a.png")
+    assert (tmp_path / "a.png").stat().st_size > 1000
 
 
 def test_topk_and_scores_on_hand_made_logits():
@@ -128,3 +145,21 @@ def test_accuracy_bench_equals_a_direct_computation(int8_mobilenet, tmp_path):
     assert main(["accuracy", "--report-only", "--photos", str(photos),
                  "--results", str(tmp_path / "res")]) == 0
     assert md.read_text().count("| mobilenet_v2 |") == 3
+
+
+def test_a_requested_format_the_convert_did_not_make_is_an_error_row():
+    """bench accuracy --formats ...,tflite_int8 on a model whose TFLite int8 step failed:
+    the row is there, with why, not left out of the table."""
+    from types import SimpleNamespace
+
+    from bench.accuracy.evaluate import _not_converted
+    from bench.accuracy.records import AccuracyRecord
+
+    base = AccuracyRecord("shufflenet_v2_x1_0", "random weights (seed 0)", False, "pytorch",
+                          "fp32", "imagenet-sample")
+    manifest = SimpleNamespace(artifacts=[SimpleNamespace(format="onnx")])
+    lanes = _not_converted(manifest, ("onnx", "tflite_int8"), base,
+                           "no tflite_int8/tflite_int8_io: RuntimeError: the SavedModel does not run")
+    assert [(ln.base.format, ln.base.precision) for ln in lanes] == [("tflite_int8", "int8")]
+    assert lanes[0].error.startswith("not converted: no tflite_int8/tflite_int8_io")
+    assert _not_converted(manifest, None, base, "") == []  # every artifact: nothing asked for

@@ -91,15 +91,17 @@ def test_cpu_latency_is_batch1_fastest_runtime(tmp_path):
 
 
 def test_cli_runs_probe_then_hits_the_cache(tmp_path, capsys):
+    """The second run writes into another folder (in the first one, its done-store would
+    skip the model) and reads the features from the cache the first one filled."""
     folder = make_image_folder(tmp_path / "tiny", per_class=4)
     args = ["--models", "squeezenet1_1", "--datasets", str(folder), "--weights", "random",
-            "--resolution", "32", "--batch-size", "8", "--out", str(tmp_path / "out"),
-            "--cache-dir", str(tmp_path / "cache")]
-    assert main(args) == 0
-    assert main(args) == 0
+            "--resolution", "32", "--batch-size", "8", "--cache-dir", str(tmp_path / "cache")]
+    assert main([*args, "--out", str(tmp_path / "out")]) == 0
+    assert main([*args, "--out", str(tmp_path / "again")]) == 0
     out = capsys.readouterr().out
     assert "extracted" in out and "cache hit" in out
-    lines = [json.loads(x) for x in (tmp_path / "out" / "transfer.jsonl").read_text().splitlines()]
+    lines = [json.loads(x) for name in ("out", "again")
+             for x in (tmp_path / name / "transfer.jsonl").read_text().splitlines()]
     recs = [x for x in lines if x["type"] == "record"]
     assert [r["cache_hit"] for r in recs] == [False, True]
     assert recs[0]["accuracy"] == recs[1]["accuracy"] and recs[0]["weights"] == "random"

@@ -21,6 +21,11 @@ def test_convert_random_squeezenet(tmp_path):
         if a["precision"] == "fp32":
             assert a["max_abs_err"] <= 1e-4 and a["top1_agreement"] == 1.0, a
     assert "random weights" in proc.stdout and "pass" in proc.stdout
+    # parity alone, in a process where nothing has loaded TensorFlow yet: still quiet
+    proc = run_cli("converters", "parity", "squeezenet1_0", "--weights", "random",
+                   "--out", "out", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not any(k in proc.stderr for k in ("absl", "I0000", "cuInit", "oneDNN")), proc.stderr
 
 
 def test_missing_weights_offline_fails_cleanly(tmp_path):

@@ -12,7 +12,7 @@ keras_builder = pytest.importorskip("converters.keras")  # first: loads triton b
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-from converters.agreement import compare_logits  # noqa: E402
+from converters.agreement import compare_logits, failed_run  # noqa: E402
 from converters.keras_export import export_keras  # noqa: E402
 from converters.keras_tf_export import export_tf_from_keras  # noqa: E402
 from converters.manifest import Manifest, artifact_record  # noqa: E402
@@ -201,6 +201,81 @@ def test_onnx2tf_artifacts_that_do_not_run_are_replaced(tmp_path) -> None:
     # agreement that already passes changes nothing
     assert replace_if_disagreeing(tmp_path, manifest, agreement, check=check, step=_step) == (
         agreement, "")
+
+
+def test_keras_model_built_for_the_export_when_not_asked_for(tmp_path) -> None:
+    """Formats without ``keras`` (``--formats onnx tflite_fp32 ...``), onnx2tf's TFLite does
+    not run: a Keras model is built only to export from, and not shipped."""
+    from converters.tf_export import convert_onnx_to_tf
+    from converters.tf_step import records_of, replace_if_disagreeing
+
+    onnx_path, keras_path = _convert(tiny_cnn(), tmp_path, "m")
+    keras_path.unlink()
+    keras_path.with_suffix(".layers.json").unlink()
+    photos = [np.full((64, 64, 3), v, np.uint8) for v in (40, 120, 200)]
+    tf = convert_onnx_to_tf(onnx_path, tmp_path, calibration_images=photos)
+    tf.tflite_fp32.write_bytes(tf.tflite_fp32.read_bytes()[:200])  # truncated: cannot load
+    manifest = _manifest([artifact_record(tmp_path, "onnx", onnx_path, "torch.onnx"),
+                          *records_of(tmp_path, tf)])
+    check = _agreement(onnx_path)
+    before = check(tmp_path, manifest)
+    assert [a.artifact for a in before if not a.passed] == ["tflite_fp32"]
+    agreement, note = replace_if_disagreeing(tmp_path, manifest, before, check=check, step=_step)
+    assert note.endswith("): SavedModel/TFLite from the Keras model"), note
+    assert {a.format: a.converter for a in manifest.artifacts} == {
+        "onnx": "torch.onnx", "tf_savedmodel": "keras", "tflite_fp32": "keras",
+        "tflite_fp16": "keras"}
+    assert all(a.passed for a in agreement) and check(tmp_path, manifest) == agreement
+    assert not list(tmp_path.glob("*.keras")) and not (tmp_path / ".keras_tf").exists()
+
+
+def test_no_keras_model_to_export_from_keeps_onnx2tf_and_says_why(tmp_path, monkeypatch) -> None:
+    import converters.keras_export
+    from converters.keras.graph import UnsupportedOpError
+    from converters.tf_step import replace_if_disagreeing
+
+    def unsupported(*args, **kwargs):
+        raise UnsupportedOpError("Foo", "/foo/Foo")
+
+    monkeypatch.setattr(converters.keras_export, "export_keras", unsupported)
+    onnx_path, _ = _convert(tiny_cnn(), tmp_path, "m")
+    manifest = _manifest([artifact_record(tmp_path, "onnx", onnx_path, "torch.onnx"),
+                          artifact_record(tmp_path, "tflite_fp32", onnx_path, "onnx2tf")])
+    failing = [failed_run("tflite_fp32", "fp32", 3, RuntimeError("cannot load"))]
+    agreement, note = replace_if_disagreeing(tmp_path, manifest, failing, check=None,
+                                             step=_step)
+    assert agreement == failing
+    assert note == ("onnx2tf's tflite_fp32 (does not run: RuntimeError: cannot load); no Keras "
+                    "model to export instead (UnsupportedOpError: unsupported ONNX op 'Foo' at "
+                    "node '/foo/Foo')")
+    assert not (tmp_path / ".keras_tf").exists()
+
+
+def test_tflite_int8_is_quantized_from_the_savedmodel_that_ships(tmp_path, monkeypatch) -> None:
+    """onnx2tf's SavedModel does not load (shufflenet_v2's did not run): the Keras model's
+    ships, and TFLite int8 is quantized from it; quantizing onnx2tf's failed the convert."""
+    import converters.tf_export
+    from converters.pipeline import ConvertOptions, convert_model
+    from zoo.entry import imagenet_preprocessing
+
+    real = converters.tf_export.convert_onnx_to_tf
+
+    def broken_saved_model(*args, **kwargs):
+        tf = real(*args, **kwargs)
+        (tf.saved_model / "saved_model.pb").write_bytes(b"not a SavedModel")
+        return tf
+
+    monkeypatch.setattr(converters.tf_export, "convert_onnx_to_tf", broken_saved_model)
+    manifest = convert_model(tiny_cnn(), ConvertOptions(
+        out_root=tmp_path, formats=("onnx", "tf_savedmodel", "tflite_fp32", "tflite_int8")),
+        log=lambda _: None, name="tiny", preprocessing=imagenet_preprocessing(SIZE))
+    made_by = {a.format: a.converter for a in manifest.artifacts}
+    assert made_by["tf_savedmodel"] == made_by["tflite_fp32"] == "keras", made_by
+    assert "keras" not in made_by and {"tflite_int8", "tflite_int8_io"} <= set(made_by)
+    rows = {a.artifact: a for a in manifest.agreement}
+    assert set(rows) == set(made_by)
+    assert all(rows[f].passed for f in ("tf_savedmodel", "tflite_fp32", "tflite_int8")), rows
+    assert any("tf_savedmodel (does not run" in n for n in manifest.notes), manifest.notes
 
 
 def test_feature_extractor_on_a_saved_keras_file(vit, tmp_path) -> None:

@@ -57,3 +57,20 @@ def test_a_later_run_removes_stale_stages_of_dead_processes(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["model", live.name, other.name])
     assert remove_stale_stages(tmp_path / "other") == [other]
+
+
+def test_a_killed_process_not_yet_reaped_counts_as_gone(tmp_path):
+    """A lost Ray worker's conversion is SIGKILLed with it and stays a zombie until its new
+    parent reaps it; the retry must still remove its stage (it failed CI 2 runs in 3)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        proc.kill()  # not waited for: a zombie, which os.kill(pid, 0) still finds
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{proc.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the child never became a zombie"
+            time.sleep(0.05)
+        stage = tmp_path / f".model.partial-{proc.pid}"
+        stage.mkdir()
+        assert remove_stale_stages(tmp_path / "model") == [stage] and not stage.exists()
+    finally:
+        proc.wait()

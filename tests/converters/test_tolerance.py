@@ -14,6 +14,8 @@ def test_defaults_are_the_bounds_the_readme_states():
     fp32, fp16 = DEFAULT_POLICY.for_("any", "fp32"), DEFAULT_POLICY.for_("any", "fp16")
     assert (fp32.logits.atol, fp32.logits.rtol, fp32.logits.min_top1) == (1e-4, 1e-5, 1.0)
     assert (fp16.logits.atol, fp16.logits.rtol, fp16.logits.min_top1) == (5e-2, 2e-2, 0.9)
+    assert (fp32.logits.floor_margin, fp16.logits.floor_margin) == (8.0, 3.0)
+    assert DEFAULT_POLICY.for_("any", "int8").logits.floor_margin == 0.0
     assert fp32.tensors == TensorTolerance(min_snr_db=80.0, min_cosine=0.99999)
     assert fp16.tensors == TensorTolerance(min_snr_db=30.0, min_cosine=0.999)
 

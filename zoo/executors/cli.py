@@ -3,6 +3,8 @@ executor they ask for."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+from typing import Iterator
 
 from zoo.executors.base import CLUSTER_EXTRA, EXECUTORS, Executor, ExecutorUnavailable
 
@@ -45,3 +47,13 @@ def make_executor(args: argparse.Namespace) -> Executor:
     from zoo.executors.local import LocalExecutor
 
     return LocalExecutor(jobs=jobs or 1)
+
+
+@contextlib.contextmanager
+def executor_from(args: argparse.Namespace) -> Iterator[Executor]:
+    """``make_executor(args)``, closed (a Ray cluster shut down) when the block ends."""
+    executor = make_executor(args)
+    try:
+        yield executor
+    finally:
+        executor.close()

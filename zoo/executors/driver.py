@@ -10,11 +10,12 @@ from zoo.executors.progress import TaskProgress
 from zoo.executors.task import Task, TaskResult
 
 
-def run_tasks(executor: Executor, tasks: Sequence[Task], *, done_root: Path | None,
+def run_tasks(executor: Executor | None, tasks: Sequence[Task], *, done_root: Path | None,
               title: str = "tasks", show: bool = True,
               progress: TaskProgress | None = None,
               on_result: Callable[[TaskResult], None] | None = None) -> list[TaskResult]:
-    """Every task's result, in the order of ``tasks``; ``progress``: a display the caller
+    """Every task's result, in the order of ``tasks``, run on ``executor`` (None: one local
+    process at a time); ``progress``: a display the caller
     keeps open across several calls (one per phase), else one of its own; ``on_result``:
     called with each result as it arrives (a command that writes records as they come).
 
@@ -26,6 +27,10 @@ def run_tasks(executor: Executor, tasks: Sequence[Task], *, done_root: Path | No
     keys = [t.key for t in tasks]
     if len(set(keys)) != len(keys):
         raise ValueError("task keys must be unique in a run")
+    if executor is None:
+        from zoo.executors.local import LocalExecutor
+
+        executor = LocalExecutor(jobs=1)
     store = DoneStore(done_root) if done_root is not None else None
     if progress is not None:
         progress.expect(len(tasks))

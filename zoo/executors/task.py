@@ -41,10 +41,10 @@ class NodeInfo:
 
 @functools.lru_cache(maxsize=1)
 def this_node() -> NodeInfo:
-    from zoo.env import available_cpus, cpu_model
+    from zoo.env import available_cpus, cpu_description
 
-    return NodeInfo(name=platform.node() or "localhost", cpu=cpu_model(), cpus=available_cpus(),
-                    gpu=_gpu_name())
+    return NodeInfo(name=platform.node() or "localhost", cpu=cpu_description(),
+                    cpus=available_cpus(), gpu=_gpu_name())
 
 
 def _gpu_name() -> str:
@@ -120,7 +120,8 @@ class TaskResult:
         return replace(self, **changes)
 
 
-def _error_line(proc: subprocess.CompletedProcess) -> str:
+def error_line(proc: subprocess.CompletedProcess) -> str:
+    """Why a process failed, in one line: its last ``error:`` line, else its last line."""
     lines = [ln.strip() for ln in (proc.stderr or "").splitlines() if ln.strip()]
     errors = [ln for ln in lines if ln.startswith("error:")]
     return (errors[-1] if errors else lines[-1] if lines else f"exit {proc.returncode}")[:500]
@@ -154,9 +155,9 @@ def execute(task: Task, *, die_with_parent: bool = False,
         how = (f"killed by signal {-proc.returncode}" if proc.returncode < 0
                else f"exit {proc.returncode}")
         return TaskResult(task.key, task.fingerprint, "died", proc.returncode, [],
-                          f"process {how}: {_error_line(proc)}", node, time.perf_counter() - t0)
+                          f"process {how}: {error_line(proc)}", node, time.perf_counter() - t0)
     records: list[dict[str, Any]] = []
-    error = "" if proc.returncode == 0 else _error_line(proc)
+    error = "" if proc.returncode == 0 else error_line(proc)
     if task.collect is not None:
         try:
             records, error = task.collect(task, proc)
@@ -178,7 +179,7 @@ def collect_stdout_json(task: Task, proc: subprocess.CompletedProcess
             continue
         if isinstance(value, dict):
             records.append(value)
-    return records, "" if proc.returncode == 0 else _error_line(proc)
+    return records, "" if proc.returncode == 0 else error_line(proc)
 
 
 def code_digest(packages: Sequence[str]) -> str:
@@ -198,6 +199,12 @@ def fingerprint(*parts: Any) -> str:
     """A stable digest of code, weights and options (any JSON-able values)."""
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def absolute_spec(spec: str) -> str:
+    """A weights spec that names a file, as its absolute path (every node, and the task's
+    process in its own folder, then reads the same file); any other spec as it is."""
+    return str(Path(spec).absolute()) if Path(spec).is_file() else spec
 
 
 def weights_identity(spec: str) -> str:

@@ -16,6 +16,7 @@ from converters.keras.graph import Node
 from converters.keras.layers import ConstantPadding2D, ExactAveragePooling2D, ReduceMean, window_counts
 from converters.keras.layout import Sym, after_removing, channels_last
 from converters.keras.ops.registry import register
+from converters.pool_pads import OpView, nonnegative, pool_axis as _axis
 
 
 @dataclass(frozen=True)
@@ -30,15 +31,6 @@ class PoolGeometry:
     @property
     def padded(self) -> bool:
         return any(p for pads in self.padding for p in pads)
-
-
-def _axis(size: int, k: int, s: int, lo: int, hi: int, ceil: bool) -> tuple[int, int]:
-    """PyTorch's output size along one axis, and the end padding that yields it."""
-    span = size + lo + hi - k
-    out = (-(-span // s) if ceil else span // s) + 1
-    if ceil and (out - 1) * s >= size + lo:  # the last window must start inside the input
-        out -= 1
-    return out, max((out - 1) * s + k - size - lo, 0)
 
 
 def geometry(node: Node, x: Sym) -> PoolGeometry:
@@ -72,12 +64,23 @@ def max_pool(ctx: BuildContext, node: Node) -> None:
         raise node.unsupported("the Indices output")
     x = _nhwc(ctx, node)
     g = geometry(node, x)
-    if g.padded:  # padding never wins a window, as in PyTorch
+    if g.padded and _nonnegative(ctx, node.inputs[0]):  # zeros never win: exact, and int8
+        pad = keras.layers.ZeroPadding2D(g.padding, name=ctx.layer_name(node, "pad"))
+        x = ctx.helper(node, pad, x.tensor, x.perm)
+    elif g.padded:  # padding never wins a window, as in PyTorch (int8: converters.pool_pads)
         pad = ConstantPadding2D(g.padding, float(np.finfo(np.float32).min),
                                 name=ctx.layer_name(node, "pad"))
         x = ctx.helper(node, pad, x.tensor, x.perm)
     layer = keras.layers.MaxPooling2D(g.kernel, g.strides, "valid", name=ctx.layer_name(node))
     ctx.emit(node, layer, x.tensor, x.perm)
+
+
+def _nonnegative(ctx: BuildContext, tensor: str) -> bool:
+    """Whether ``tensor`` cannot be negative (a Relu's output, ...): then zero padding is
+    exact, and TFLite int8 keeps its range, which float32's lowest value would ruin."""
+    producer = {o: OpView(n.op_type, n.inputs, n.attrs) for n in ctx.graph.nodes
+                for o in n.outputs}
+    return nonnegative(tensor, producer)
 
 
 @register("AveragePool", note="ceil_mode, count_include_pad, asymmetric pads")

@@ -1,0 +1,1 @@
+"""The GPU run (``bench/gpu/run.sh``) and its GPU-only checks."""
