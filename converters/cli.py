@@ -86,7 +86,7 @@ def _parity_of(folder: Path) -> int:
     failed = [f"{r.reference} vs {r.test}" for r in reports if not r.passed]
     from converters.parity.int8 import int8_parity_of
 
-    if (int8 := int8_parity_of(folder)) is not None:  # int8 vs fp32 of the same format
+    for int8 in int8_parity_of(folder):  # int8 vs fp32 of the same format
         print(int8.summary())
         if not int8.passed:
             failed.append(f"{int8.reference} vs {int8.test}")

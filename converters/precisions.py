@@ -34,9 +34,10 @@ def add_precision_arguments(p: argparse.ArgumentParser) -> None:
                         "--int8-float-budget layers are float")
     g.add_argument("--int8-float-budget", type=int, default=12, metavar="N",
                    help="most layers automatic mixed precision may keep in float (default 12)")
-    g.add_argument("--int8-full-range", action="store_true",
-                   help="8-bit weights; default 7-bit, which avoids int16 saturation in "
-                        "x86 kernels without VNNI (converters.quantize)")
+    g.add_argument("--int8-weight-bits", choices=("auto", "7", "8"), default="auto",
+                   help="onnx_int8 weight range: 7 avoids int16 saturation in x86 kernels "
+                        "without VNNI; auto (default): 8 on a CPU with VNNI or off x86, "
+                        "else 7, by the converting machine (converters.quantize)")
 
 
 def parse_precisions(text: str) -> tuple[str, ...]:
@@ -67,7 +68,8 @@ def quantize_options(args: argparse.Namespace) -> QuantizeOptions:
 
     opts = QuantizeOptions(method=args.calib_method, per_channel=not args.per_tensor,
                            activations=args.int8_activations, calib=args.calib,
-                           reduce_range=not args.int8_full_range, target=args.int8_target,
+                           reduce_range={"auto": None, "7": True, "8": False}[args.int8_weight_bits],
+                           target=args.int8_target,
                            float_budget=args.int8_float_budget)
     if "int8" in parse_precisions(args.precisions):
         choose_calibration(opts.calib)  # CalibrationDataError (a ValueError): exit 2

@@ -9,11 +9,16 @@ project's AMD EPYC (AVX2, no VNNI), mobilenet_v2, one thread: U8S8 9.2 ms, S8S8 
 fp32 13.8 ms. ``activations="int8"`` stays available for targets where S8S8 is the fast
 path (ARM64 with SDOT).
 
-Weights use 7 bits (``reduce_range``, the default): without VNNI, VPMADDUBSW adds pairs of
-u8*s8 products into int16, which saturates with full-range int8 weights. Measured on
-mobilenet_v2 (minmax, 150 calibration-disjoint photos): top-1 agreement with fp32 78.7%
-with 8-bit weights, 90.0% with 7-bit, at the same speed. With VNNI (32-bit accumulation)
-8-bit weights are safe: ``reduce_range=False``.
+Weight bits (``reduce_range``; ``--int8-weight-bits``, default ``auto``): on x86 without
+VNNI, VPMADDUBSW adds pairs of u8*s8 products into int16, which saturates with full-range
+int8 weights, so there weights use 7 bits. Measured on mobilenet_v2 on an AVX2 VM (minmax,
+150 calibration-disjoint photos): top-1 agreement with fp32 78.7% with 8-bit weights,
+90.0% with 7-bit, at the same speed. With VNNI (VPDPBUSD sums into int32) or off x86, 8-bit
+weights are safe and better: on an AVX-512 VNNI VM (percentile, no layer float, 100 tuning
+photos) 96% agreement with 8 bits against 91% with 7. ``auto`` picks by the converting
+machine's CPU (``full_range_safe``) and the manifest records the choice (``weights``:
+int8 or int7); convert with ``--int8-weight-bits 7`` for a fleet that includes CPUs
+without VNNI.
 
 Calibration methods (``--calib-method``): ``minmax`` (the observed range), ``percentile``
 (99.999th percentile of a 2048-bin histogram, clipping rare outliers) and ``entropy``
@@ -28,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import platform
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +67,8 @@ class QuantizeOptions:
     activations: str = "uint8"
     calib: Path | None = None  # a folder of photos; None: every 10th imagenet-sample photo
     batch_size: int = 8  # calibration batch: bounds the histogram calibrators' memory
-    reduce_range: bool = True  # 7-bit weights: no int16 saturation on CPUs without VNNI
+    # 7-bit weights (no int16 saturation on x86 without VNNI); None: by this machine's CPU
+    reduce_range: bool | None = None
     # ONNX node names left in float (mixed precision: the layers int8 hurts most)
     keep_float: tuple[str, ...] = ()
     # automatic mixed precision (``converters.mixed_precision``): keep the layers parity
@@ -83,6 +90,23 @@ class QuantizeOptions:
                              "e.g. 0.99")
         if self.float_budget < 0 or self.float_step < 1:
             raise ValueError("--int8-float-budget must be 0 or more (and the step positive)")
+
+
+    @property
+    def weights_7bit(self) -> bool:
+        if self.reduce_range is not None:
+            return self.reduce_range
+        from zoo.env import cpu_features
+
+        return not full_range_safe(cpu_features(), platform.machine())
+
+
+def full_range_safe(features: Iterable[str], machine: str) -> bool:
+    """Whether ONNX Runtime's int8 kernels on this CPU take 8-bit weights without int16
+    saturation: x86 with VNNI (AVX-512 VNNI, AVX-VNNI; AMX too), or any other architecture
+    (ARM's kernels widen products to 32 bits). ``features``: ``zoo.env.cpu_features``."""
+    x86 = machine.lower() in ("x86_64", "amd64", "i386", "i686")
+    return not x86 or bool({"vnni", "avx-vnni", "amx"} & set(features))
 
 
 def int8_path(onnx_path: Path) -> Path:
@@ -107,7 +131,7 @@ def make_int8(onnx_path: Path, prep: Preprocessing, opts: QuantizeOptions = Quan
                 c, out, prep, cal, target=opts.target, keep_float=keep,
                 float_budget=opts.float_budget, float_step=opts.float_step, log=log)
     return out, Quantization(TOOL, "QDQ", opts.method, opts.per_channel, opts.activations,
-                             "int7" if opts.reduce_range else "int8", cal,
+                             "int7" if opts.weights_7bit else "int8", cal,
                              dict(CALIBRATOR_OPTIONS[opts.method]), keep_float=keep,
                              target=opts.target, fallback=steps)
 
@@ -170,7 +194,7 @@ class Calibrated:
                             activation_type=act, weight_type=QuantType.QInt8,
                             calibrate_method=_ort_method(opts.method),
                             calibration_cache_path=str(self.cache),
-                            reduce_range=opts.reduce_range, nodes_to_exclude=list(keep_float))
+                            reduce_range=opts.weights_7bit, nodes_to_exclude=list(keep_float))
         return out_path
 
 

@@ -19,7 +19,11 @@ from bench.accuracy.records import AccuracyRecord, read_jsonl
 from bench.latency.records import StaticRecord
 
 PARITY_TABLE = "parity-catalog"
-INT8_PARITY = "onnx_vs_onnx_int8.json"  # converters.parity.int8.int8_parity_of writes it
+# int8 format -> (the fp32 format its per-layer report compares it with, the report's file,
+# which converters.parity.int8.int8_parity_of writes); tflite_int8_io has tflite_int8's layers
+INT8_PARITY = {"onnx_int8": ("onnx", "onnx_vs_onnx_int8.json"),
+               "tflite_int8": ("tflite_fp32", "tflite_fp32_vs_tflite_int8.json"),
+               "tflite_int8_io": ("tflite_fp32", "tflite_fp32_vs_tflite_int8.json")}
 
 
 @dataclass(frozen=True)
@@ -139,20 +143,24 @@ def _mtime_date(path: Path) -> str:
 @dataclass(frozen=True)
 class Int8Parity:
     source: Source
+    reference: str  # the fp32 format compared with ("onnx", "tflite_fp32")
     passed: bool
     first_below: str  # the first layer below the int8 bars, "" when none
 
 
-def int8_parity(artifacts: Path, model: str) -> Int8Parity | None:
-    """The per-layer parity of the model's ``onnx_int8`` artifact, where it was run."""
-    path = model_folder(artifacts, model) / "parity" / INT8_PARITY
+def int8_parity(artifacts: Path, model: str, fmt: str) -> Int8Parity | None:
+    """The per-layer parity of the model's int8 artifact ``fmt``, where it was run."""
+    if fmt not in INT8_PARITY:
+        return None
+    reference, file = INT8_PARITY[fmt]
+    path = model_folder(artifacts, model) / "parity" / file
     if not path.is_file():
         return None
     data = json.loads(path.read_text())
-    first = data.get("first_below") or {}
-    name = f"{model_folder(artifacts, model).name}/parity/{INT8_PARITY}"
-    return Int8Parity(Source("int8 parity", name, _mtime_date(path)), bool(data["passed"]),
-                      str(first.get("node", "")))
+    first = str((data.get("first_below") or {}).get("node", "")).split(";", 1)[0]
+    name = f"{model_folder(artifacts, model).name}/parity/{file}"
+    return Int8Parity(Source("int8 parity", name, _mtime_date(path)), reference,
+                      bool(data["passed"]), first)
 
 
 @dataclass(frozen=True)

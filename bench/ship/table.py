@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.accuracy.records import REFERENCE
-from bench.ship.sources import (AccuracyTable, LatencyRun, ParityTable, Source, Sources,
-                                model_folder)
+from bench.ship.sources import (INT8_PARITY, AccuracyTable, LatencyRun, ParityTable, Source,
+                                Sources, model_folder)
 
 MB = 2**20
 KEEP = 0.99  # of PyTorch fp32's top-1 (MLPerf's bar for int8); of agreement for random weights
@@ -225,9 +225,9 @@ def _parity_cells(fmt: str | None, model: str, sources: Sources
                 sources.parity.source if sources.parity else None)
     pairs = {tuple(r.pair.split(" vs ", 1)): r for r in rows if " vs " in r.pair}
     results = {k: r.result for k, r in pairs.items()}
-    int8 = int8_parity(sources.artifacts, model) if fmt == "onnx_int8" else None
+    int8 = int8_parity(sources.artifacts, model, fmt)
     if int8:
-        results[("onnx", "onnx_int8")] = "pass" if int8.passed else "FAIL"
+        results[(int8.reference, fmt)] = "pass" if int8.passed else "FAIL"
     chain = _chain(results, fmt)
     if chain is None:
         return {}, [_parity_missing(fmt, model, sources)], None
@@ -241,13 +241,10 @@ def _parity_cells(fmt: str | None, model: str, sources: Sources
 
 
 def _parity_missing(fmt: str, model: str, sources: Sources) -> Missing:
-    if fmt == "onnx_int8":
+    if fmt in INT8_PARITY:
         return Missing("parity", f"no int8 per-layer report in "
                                  f"{model_folder(sources.artifacts, model)}/parity/",
                        f"`python -m converters parity {model}` writes it")
-    if fmt.startswith("tflite_int8"):
-        return Missing("parity", "no per-layer check exists for TFLite int8 (its end-to-end "
-                                 "agreement is in the accuracy column)")
     why = f"not in `{sources.parity.source.table}`" if sources.parity else \
         "no parity-catalog table"
     return Missing("parity", why, f"`python -m converters parity-catalog --models {model}`")

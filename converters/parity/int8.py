@@ -1,5 +1,7 @@
-"""Per-layer parity of an int8 (QDQ) ONNX artifact against the fp32 graph it was made from.
+"""Per-layer parity of int8 artifacts against the fp32 graph each was made from: ONNX
+Runtime's QDQ graph (``onnx_int8``) and TFLite's integer model (``tflite_int8``).
 
+**ONNX.** 
 The reference is the fp32 model after ONNX Runtime's quantization pre-processing (shape
 inference, BatchNormalization folded into Conv), so both graphs have the same nodes and
 tensor names: a quantized tensor ``X`` reaches its consumers as ``X_DequantizeLinear_Output``,
@@ -15,6 +17,14 @@ Besides the first tensor below the int8 bars, the report ranks layers by **SNR d
 SNR of a node's output against the lowest SNR of its inputs. Quantization error accumulates
 with depth, so an absolute bar mostly names the last layers; the drop names the layers
 that add the most error themselves, which are the ones to keep in float.
+
+**TFLite.** The reference is the float model TFLiteConverter makes from the same SavedModel
+the int8 file was quantized from: the quantizer rewrites that graph op for op, so every op
+of the int8 model writes a tensor of the same name (an op's output name is also what
+``denylisted_nodes`` takes to keep it float). Both run with every tensor preserved, one photo
+at a time; an int8 tensor is dequantized with its own scale and zero point. Unlike the ONNX
+capture, these are the int8 kernels' real outputs (XNNPACK or TFLite's reference kernels),
+not a simulation.
 """
 from __future__ import annotations
 
@@ -57,7 +67,7 @@ def _finite(x: float) -> float | None:
 @dataclass
 class Int8Parity:
     reference: str  # "onnx (fp32, BatchNormalization folded)"
-    test: str  # "onnx_int8"
+    test: str  # "onnx_int8", "tflite_int8"
     n_images: int
     tolerance: TensorTolerance
     layers: list[LayerDrop] = field(default_factory=list)  # graph order
@@ -87,11 +97,17 @@ class Int8Parity:
     def summary(self, n: int = 5) -> str:
         first = self.first_below
         head = (f"{self.test} vs {self.reference}: {len(self.layers)} layers; "
-                + (f"first below {self.tolerance.min_snr_db:g} dB: {first.node} "
+                + (f"first below {self.tolerance.min_snr_db:g} dB: {_short(first.node)} "
                    f"({first.diff.snr_db:.1f} dB)" if first else "every layer clears the bars"))
-        drops = "; ".join(f"{lay.node} ({lay.drop_db:+.1f} dB -> {lay.diff.snr_db:.1f} dB)"
-                          for lay in self.ranked(n))
+        drops = "; ".join(f"{_short(lay.node)} ({lay.drop_db:+.1f} dB -> "
+                          f"{lay.diff.snr_db:.1f} dB)" for lay in self.ranked(n))
         return f"{head}\n  largest SNR drops: {drops}"
+
+
+def _short(node: str) -> str:
+    """A TFLite tensor's name lists every TF op fused into it (``model/relu6/Relu6;model/
+    add/AddV2;...``): the first is the layer's."""
+    return node.split(";", 1)[0]
 
 
 def fp32_reference(onnx_path: Path, out_path: Path) -> Path:
@@ -139,23 +155,145 @@ def int8_parity(fp32_onnx: Path, int8_onnx: Path, x: np.ndarray, *,
     return report
 
 
-def int8_parity_of(folder: Path, *, n_photos: int = 4) -> Int8Parity | None:
-    """The int8 parity of a converted model's ``onnx_int8`` artifact (None without one), on
-    real photos only: random images lie outside the calibrated ranges by construction.
-    Writes ``parity/onnx_vs_onnx_int8.json`` beside the other parity reports."""
+def tflite_int8_parity(saved_model: Path, int8_tflite: Path, x: np.ndarray, *,
+                       tol: TensorTolerance | None = None) -> Int8Parity:
+    """Every op output of ``int8_tflite`` (dequantized) against the same tensor of the float
+    TFLite model of ``saved_model`` on input ``x`` (NCHW; run as NHWC)."""
+    from converters.runners.base import to_nhwc
+    from converters.tf_compat import native_stderr_silenced, preload_triton
+
+    preload_triton()
+    import tensorflow as tf
+
+    tol = tol or DEFAULT_POLICY.by_precision["int8"].tensors
+    with native_stderr_silenced():
+        reference = tf.lite.TFLiteConverter.from_saved_model(str(saved_model)).convert()
+    xs = to_nhwc(x)
+    ref, ref_graph = _tflite_tensors(reference, xs)
+    test, graph = _tflite_tensors(int8_tflite.read_bytes(), xs)
+    # the logits: the int8 model's last op writes them under another name, and a DEQUANTIZE
+    # (float output) or nothing (int8 output) gives them the graph output's name
+    alias = dict(zip(graph.outputs_by_source, ref_graph.outputs))
+    snr = {name: diff_tensors(ref[name], test[name], name=name, module="", op="input",
+                              depth=-1, tol=tol).snr_db
+           for name in graph.inputs if name in ref and name in test}
+    report = Int8Parity("tflite (fp32, TFLiteConverter of the same SavedModel)",
+                        "tflite_int8", len(x), tol)
+    for depth, (op, out, inputs) in enumerate(graph.ops):
+        r, t = ref.get(alias.get(out, out)), test.get(out)
+        if r is None or t is None or r.shape != t.shape:
+            continue
+        d = diff_tensors(r, t, name=out, module="", op=op, depth=depth, tol=tol,
+                         labels=("fp32", "int8"))
+        snr[out] = d.snr_db
+        ins = [snr[i] for i in inputs if i in snr]
+        report.layers.append(LayerDrop(d, out, min(ins) if ins else math.inf))
+    return report
+
+
+@dataclass(frozen=True)
+class _TfliteGraph:
+    ops: list[tuple[str, str, list[str]]]  # (op, output tensor, source input tensors) in order
+    inputs: list[str]  # the model's input tensors
+    outputs: list[str]  # the model's output tensors
+    outputs_by_source: list[str]  # the ops' tensors that become them (through (DE)QUANTIZE)
+
+
+def _tflite_tensors(model: bytes, xs: np.ndarray) -> tuple[dict[str, np.ndarray], _TfliteGraph]:
+    """Every op's output tensor (float, dequantized where int8) over the images of ``xs``
+    (NHWC), one at a time, by name; and the op graph, QUANTIZE and DEQUANTIZE ops looked
+    through (they only change a tensor's type)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from converters.tf_compat import native_stderr_silenced
+
+    with native_stderr_silenced():
+        it = Interpreter(model_content=model, experimental_preserve_all_tensors=True)
+    # the op graph (as tflite_int8.tflite_readers), read before a delegate adds its own nodes
+    ops = it._get_ops_details()  # noqa: SLF001
+    it.allocate_tensors()
+    details = {t["index"]: t for t in it.get_tensor_details()}
+    passthrough = {o: i for op in ops if op["op_name"] in ("QUANTIZE", "DEQUANTIZE")
+                   for o, i in zip(op["outputs"], op["inputs"])}
+
+    def source(t: int) -> int:
+        while t in passthrough:
+            t = passthrough[t]
+        return t
+
+    kept = [op for op in ops if op["op_name"] not in ("QUANTIZE", "DEQUANTIZE")
+            and len(op["outputs"])]
+    inp = it.get_input_details()[0]
+    # the input as the first layers read it: its QUANTIZE's output (float input), or itself;
+    # kept under the input's name, so its quantization error is the first layers' input SNR
+    read = next((op["outputs"][0] for op in ops
+                 if op["op_name"] == "QUANTIZE" and op["inputs"][0] == inp["index"]),
+                inp["index"])
+    wanted = [read, *(op["outputs"][0] for op in kept)]
+    batches: dict[int, list[np.ndarray]] = {i: [] for i in wanted}
+    for image in xs:
+        it.set_tensor(inp["index"], _quantized(image[None], inp))
+        it.invoke()
+        for i in wanted:
+            batches[i].append(_dequantized(it.get_tensor(i), details[i]))
+    names = {i: d["name"] for i, d in details.items()}
+    names[read] = inp["name"]
+    graph = _TfliteGraph(
+        [(op["op_name"], names[op["outputs"][0]],
+          [names[source(t)] for t in op["inputs"] if t >= 0]) for op in kept],
+        [inp["name"]],
+        [d["name"] for d in it.get_output_details()],
+        [names[source(d["index"])] for d in it.get_output_details()])
+    return {names[i]: np.concatenate(v) for i, v in batches.items()}, graph
+
+
+def _quantized(x: np.ndarray, detail: dict) -> np.ndarray:
+    """``x`` as the input tensor takes it (an int8 input: by its scale and zero point)."""
+    if detail["dtype"] == np.float32:
+        return x.astype(np.float32)
+    scale, zero = detail["quantization"]
+    info = np.iinfo(detail["dtype"])
+    return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(detail["dtype"])
+
+
+def _dequantized(t: np.ndarray, detail: dict) -> np.ndarray:
+    if t.dtype == np.float32:
+        return t.copy()
+    q = detail["quantization_parameters"]
+    scales, zeros = q["scales"], q["zero_points"]
+    if len(scales) != 1:  # per-channel: weights, never an op's output
+        raise ValueError(f"{detail['name']}: per-channel scales on an activation")
+    return ((t.astype(np.float32) - zeros[0]) * scales[0]).astype(np.float32)
+
+
+PARITY_FILES = {"onnx_int8": "onnx_vs_onnx_int8.json",
+                "tflite_int8": "tflite_fp32_vs_tflite_int8.json"}
+
+
+def int8_parity_of(folder: Path, *, n_photos: int = 4) -> list[Int8Parity]:
+    """The int8 parity of a converted model's ``onnx_int8`` and ``tflite_int8`` artifacts
+    (those it has), on real photos only: random images lie outside the calibrated ranges by
+    construction. Writes ``parity/<PARITY_FILES[format]>`` beside the other parity reports."""
     import json
 
     from converters.manifest import load_manifest
     from converters.parity.run import parity_inputs
 
     manifest = load_manifest(folder)
-    if "onnx_int8" not in {a.format for a in manifest.artifacts}:
-        return None
+    have = {a.format for a in manifest.artifacts}
+    if not have & set(PARITY_FILES):
+        return []
     x = parity_inputs(manifest, n_photos=n_photos, n_random=0).x
-    report = int8_parity(folder / manifest.artifact("onnx").path,
-                         folder / manifest.artifact("onnx_int8").path, x)
+    reports = []
+    if "onnx_int8" in have:
+        reports.append(int8_parity(folder / manifest.artifact("onnx").path,
+                                   folder / manifest.artifact("onnx_int8").path, x))
+    if "tflite_int8" in have:
+        reports.append(tflite_int8_parity(folder / manifest.artifact("tf_savedmodel").path,
+                                          folder / manifest.artifact("tflite_int8").path, x))
     (folder / "parity").mkdir(exist_ok=True)
-    (folder / "parity" / "onnx_vs_onnx_int8.json").write_text(
-        json.dumps({"model": manifest.model, "weights": manifest.weights.label,
-                    **report.to_json()}, indent=1) + "\n")
-    return report
+    for report in reports:
+        (folder / "parity" / PARITY_FILES[report.test]).write_text(
+            json.dumps({"model": manifest.model, "weights": manifest.weights.label,
+                        **report.to_json()}, indent=1) + "\n")
+    return reports

@@ -152,6 +152,15 @@ def test_int8_parity_report_decides_whether_int8_can_ship(tmp_path):
     assert rows["onnxruntime_int8"].parity == "FAIL" and not rows["onnxruntime_int8"].recommended
     assert rows["onnxruntime_int8"].parity_detail.endswith(
         "onnx vs onnx_int8: FAIL (first int8 layer below the bars: /conv7/Conv)")
+    assert rows["tflite_int8"].parity == "" and "no int8 per-layer report" in str(
+        rows["tflite_int8"].missing)
+    tflite = report.parent / "tflite_fp32_vs_tflite_int8.json"
+    tflite.write_text(json.dumps({"passed": False, "first_below": {
+        "node": "model/tf.nn.relu6_3/Relu6;model/tf.nn.convolution_3/convolution"}}))
+    rows = {r.runtime: r for r in ship_of(folder, "mobilenet_v2").rows}
+    assert rows["tflite_int8"].parity == "FAIL" and rows["tflite_int8"].parity_detail.endswith(
+        "tflite_fp32 vs tflite_int8: FAIL (first int8 layer below the bars: "
+        "model/tf.nn.relu6_3/Relu6)")
 
 
 def test_inputs_no_table_holds_are_not_measured_never_invented(tmp_path):

@@ -76,7 +76,7 @@ def test_int8_parity_of_a_converted_model_writes_its_report(int8_mobilenet):
     from converters.parity.int8 import int8_parity_of
 
     root, _ = int8_mobilenet
-    report = int8_parity_of(root / "mobilenet_v2")
+    [report] = int8_parity_of(root / "mobilenet_v2")  # onnx_int8 only: no tflite_int8 here
     data = json.loads((root / "mobilenet_v2" / "parity" / "onnx_vs_onnx_int8.json").read_text())
     assert data["n_images"] == 4 and len(data["layers"]) == len(report.layers) > 60
     drops = [d["drop_db"] for d in data["largest_drops"]]
@@ -160,3 +160,36 @@ def test_tflite_full_integer_int8_from_the_savedmodel(tmp_path):
         assert m.artifact(fmt).quantization.calibration.sha256 == \
             m.artifact("tflite_int8").quantization.calibration.sha256
         assert rows[fmt].passed and rows[fmt].top1_agreement >= 0.75, rows[fmt]
+
+
+@pytest.mark.parametrize("features,machine,safe", [
+    (("avx2",), "x86_64", False),  # VPMADDUBSW: int16 pairs, 8-bit weights saturate
+    (("avx512",), "x86_64", False),
+    (("avx512", "vnni", "bf16"), "x86_64", True),  # VPDPBUSD: int32
+    (("avx2", "avx-vnni"), "AMD64", True),
+    (("neon", "dotprod"), "aarch64", True),
+    ((), "arm64", True),
+])
+def test_weight_bits_follow_the_cpu_int8_kernels(features, machine, safe):
+    from converters.quantize import full_range_safe
+
+    assert full_range_safe(features, machine) is safe
+
+
+@pytest.mark.parametrize("bits,reduce", [("auto", None), ("7", True), ("8", False)])
+def test_int8_weight_bits_option(bits, reduce):
+    import argparse
+
+    from converters.precisions import add_precision_arguments, quantize_options
+    from converters.quantize import QuantizeOptions, full_range_safe
+    from zoo.env import cpu_features
+
+    parser = argparse.ArgumentParser()
+    add_precision_arguments(parser)
+    opts = quantize_options(parser.parse_args(["--int8-weight-bits", bits]))
+    assert opts.reduce_range is reduce
+    import platform
+
+    auto = not full_range_safe(cpu_features(), platform.machine())
+    assert opts.weights_7bit is (auto if reduce is None else reduce)
+    assert QuantizeOptions(reduce_range=True).weights_7bit is True

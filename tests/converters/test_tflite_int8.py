@@ -148,3 +148,33 @@ def test_tflite_fallback_keeps_layers_float_and_records_its_steps(tiny_saved_mod
         assert all(types[n] == {np.float32} for n in q.keep_float), path
     if q.keep_float:
         assert q.label.endswith(f", {len(q.keep_float)} layers float")
+
+
+def test_tflite_int8_parity_names_the_layers_a_bad_calibration_breaks(tiny_saved_model,
+                                                                      tmp_path):
+    """Per-layer parity of TFLite int8 against the float TFLite of the same SavedModel: every
+    op aligned by name, the logits included; calibrated on a narrow range (as one black photo
+    would be), every layer's SNR collapses and the report says where first."""
+    from converters.parity.int8 import tflite_int8_parity
+    from converters.tflite_int8 import TfliteCalibrated
+
+    x = np.concatenate(_batches(4)).transpose(0, 3, 1, 2)  # NCHW, as parity_inputs gives
+    with TfliteCalibrated.of(tiny_saved_model, _batches()) as c:
+        good_path = c.quantize(tmp_path / "good.tflite")
+    narrow = [b * 0.02 for b in _batches()]
+    with TfliteCalibrated.of(tiny_saved_model, narrow) as c:
+        bad_path = c.quantize(tmp_path / "bad.tflite")
+    good = tflite_int8_parity(tiny_saved_model, good_path, x)
+    bad = tflite_int8_parity(tiny_saved_model, bad_path, x)
+    ops = ["CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "ADD", "MEAN", "FULLY_CONNECTED"]
+    for report in (good, bad):
+        assert [lay.diff.op for lay in report.layers] == ops, report.summary()
+        assert report.layers[-1].diff.shape == (4, 10)  # the logits, under the output's name
+        assert report.n_images == 4 and report.test == "tflite_int8"
+    assert good.passed and min(lay.diff.snr_db for lay in good.layers) > 25, good.summary()
+    assert not bad.passed and bad.first_below.diff.op == "CONV_2D", bad.summary()
+    assert bad.first_below.diff.snr_db < 10  # clipped at the input's quantizer
+    assert bad.layers[-1].diff.snr_db < good.layers[-1].diff.snr_db - 15
+    # the input's own quantization is measured: a narrow calibration clips it there
+    assert bad.layers[0].input_snr_db < 10 < 25 < good.layers[0].input_snr_db
+    assert "first below" in bad.summary() and "largest SNR drops" in bad.summary()
