@@ -162,7 +162,7 @@ def _parity_catalog(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     from converters.sweep.run import collected_records, run_sweep, sweep_status
     from converters.sweep.select import parse_params, select_models
-    from converters.sweep.table import coverage, write_tables
+    from converters.sweep.table import coverage, raw_path, raw_records, write_tables
     from zoo.env import environment
     from zoo.executors.cli import executor_from
 
@@ -174,12 +174,9 @@ def _sweep(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return ExitCode.BAD_INPUT
     missing: list[str] = []
-    if args.collect_only:
-        records, missing = collected_records(models, out)
-        if args.publish and missing:
-            print(f"error: --publish needs every model swept; {len(missing)} of {len(models)} "
-                  f"have no records under {out} (first: {missing[0]})", file=sys.stderr)
-            return ExitCode.BAD_INPUT
+    if args.collect_only:  # under --out, else the results folder's own raw records
+        published = raw_records(raw_path(results_dir(args), args.source))
+        records, missing = collected_records(models, out, published)
     else:
         with executor_from(args) as executor:
             records = run_sweep(models, out_root=out, weights=args.weights, executor=executor,
@@ -211,7 +208,9 @@ def _sweep_arguments(p: argparse.ArgumentParser) -> None:
                    help="keep each model's converted files (default: removed once checked)")
     p.add_argument("--collect-only", action="store_true",
                    help="convert nothing: the tables from the records earlier runs left under "
-                        "--out, whatever code made them (models with none are listed)")
+                        "--out, else in the results folder's raw/coverage-<source>.jsonl, "
+                        "whatever code made them (each row's `swept` date; models with none "
+                        "are listed)")
     add_results_argument(p)
     add_executor_arguments(p)
 

@@ -2,6 +2,7 @@
 fresh process), their records, and the command's exit status."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 from pathlib import Path
@@ -61,7 +62,15 @@ def collect_records(task: Task, proc: subprocess.CompletedProcess
                    lines[-1] if lines else f"exit {proc.returncode}")
         return [{"model": task.data["model"], "format": "", "error": why[:300]}], why
     error = next((r["error"] for r in records if not r.get("format")), "")
-    return records, error
+    return _stamped(records, path), error
+
+
+def _stamped(records: list[dict[str, Any]], path: Path) -> list[dict[str, Any]]:
+    """Each record with ``swept``: when its model's process wrote it (the records file's
+    mtime), so a table completed from an earlier run's records says how old each row is."""
+    when = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc)
+    return [{**r, "swept": r.get("swept") or when.isoformat(timespec="seconds")}
+            for r in records]
 
 
 def records_path(out_root: Path, model: str) -> Path:
@@ -69,17 +78,26 @@ def records_path(out_root: Path, model: str) -> Path:
         model.replace("/", "__").replace(":", "--") + ".json")
 
 
-def collected_records(models: Sequence[str], out_root: Path
+def collected_records(models: Sequence[str], out_root: Path,
+                      published: Sequence[dict[str, Any]] = ()
                       ) -> tuple[list[dict[str, Any]], list[str]]:
-    """What earlier runs left under ``out_root`` for ``models`` (``--collect-only``): their
-    records, in model order, and the models with none yet."""
+    """What earlier runs left for ``models`` (``--collect-only``): each model's records under
+    ``out_root``, else its rows among ``published`` (a results folder's raw records, which
+    outlive the ``--out`` folder), in model order; and the models with neither."""
+    earlier: dict[str, list[dict[str, Any]]] = {}
+    for r in published:
+        earlier.setdefault(r["model"], []).append(r)
     records: list[dict[str, Any]] = []
     missing = []
     for model in models:
+        path = records_path(out_root, model)
         try:
-            records += json.loads(records_path(out_root, model).read_text())
+            records += _stamped(json.loads(path.read_text()), path)
         except (OSError, ValueError):
-            missing.append(model)
+            if model in earlier:
+                records += earlier[model]
+            else:
+                missing.append(model)
     return records, missing
 
 

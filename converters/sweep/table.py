@@ -9,13 +9,14 @@ formats; onnx2tf alone: ONNX, SavedModel, TFLite fp32 and fp16, which is all it 
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import Any, Sequence
 
 PATH_COLUMNS = ("converter", "converted", "ran", "agreed", "max_abs_err", "top1", "parity",
                 "first_divergent", "step_s", "convert_s", "peak_rss_mb", "error")
 COLUMNS = ("model", "weights", "params_m", "format", *PATH_COLUMNS,
-           *(f"o2t_{c}" for c in PATH_COLUMNS), "o2t_shared")
+           *(f"o2t_{c}" for c in PATH_COLUMNS), "o2t_shared", "swept")
 TOOL_FORMATS = ("onnx", "tf_savedmodel", "tflite_fp32", "tflite_fp16", "keras")
 O2T_FORMATS = ("onnx", "tf_savedmodel", "tflite_fp32", "tflite_fp16")
 
@@ -113,6 +114,7 @@ def write_md(records: Sequence[dict[str, Any]], path: Path, env: dict[str, Any],
 
     tool, alone, n = coverage(records)
     pct = lambda k: f"{k}/{n} ({k / n:.0%})" if n else "0/0"  # noqa: E731
+    dates = sorted({str(r["swept"])[:10] for r in records if r.get("swept")})
     headers = ["model", "params M", "weights", *TOOL_FORMATS,
                *(f"onnx2tf alone: {f}" for f in O2T_FORMATS[1:]), "convert+check s",
                "peak RSS MB", "first problem"]
@@ -126,6 +128,9 @@ def write_md(records: Sequence[dict[str, Any]], path: Path, env: dict[str, Any],
               "Cells: ok, or the first check that fails. Time and peak RSS are the tool's "
               "path (conversion, agreement on 16 photos, per-layer parity) in the model's "
               "own process; every column per format is in the CSV.\n\n"
+            + (f"Rows swept on {dates[0]}" + (f" to {dates[-1]} (`swept` in the CSV: the "
+               "table completes an earlier run's records, see the README)" if len(dates) > 1
+               else "") + ".\n\n" if dates else "")
             + (f"**Incomplete: {n} of {n + len(not_swept)} selected models swept**; not yet: "
                f"{', '.join(not_swept)}.\n\n" if not_swept else "")
             + md_table(headers, md_rows(records)))
@@ -135,7 +140,46 @@ def write_md(records: Sequence[dict[str, Any]], path: Path, env: dict[str, Any],
 
 def write_tables(records: Sequence[dict[str, Any]], folder: Path, env: dict[str, Any],
                  source: str, not_swept: Sequence[str] = ()) -> list[Path]:
-    """``not_swept``: selected models with no records yet (a partial run, named in the md)."""
+    """``not_swept``: selected models with no records yet (a partial run, named in the md).
+    The records themselves go to ``raw/coverage-<source>.jsonl`` (``raw_records`` reads
+    them back), replacing the rows of the models they cover and keeping every other
+    model's, so a later ``--collect-only`` can complete the table from them."""
     folder.mkdir(parents=True, exist_ok=True)
-    return [write_csv(records, folder / f"coverage-{source}.csv"),
+    raw = raw_path(folder, source)
+    return [write_raw(merged(raw_records(raw), records), raw, env),
+            write_csv(records, folder / f"coverage-{source}.csv"),
             write_md(records, folder / f"coverage-{source}.md", env, source, not_swept)]
+
+
+def merged(old: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]]
+           ) -> list[dict[str, Any]]:
+    """``old`` without the models ``new`` covers, then ``new``."""
+    covered = {r["model"] for r in new}
+    return [r for r in old if r["model"] not in covered] + list(new)
+
+
+def raw_path(folder: Path, source: str) -> Path:
+    return folder / "raw" / f"coverage-{source}.jsonl"
+
+
+def write_raw(records: Sequence[dict[str, Any]], path: Path, env: dict[str, Any]) -> Path:
+    """The environment header line, then one record per line; written whole or not at all."""
+    from zoo.jsonrecord import finite_or_null
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps({"type": "environment", "environment": env}, default=str)]
+    lines += [json.dumps({"type": "coverage", **finite_or_null(dict(r))}, default=str)
+              for r in records]
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def raw_records(path: Path) -> list[dict[str, Any]]:
+    """The records a results folder's ``raw/coverage-<source>.jsonl`` holds (none when absent)."""
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [{k: v for k, v in r.items() if k != "type"} for r in rows
+            if r.get("type") == "coverage"]

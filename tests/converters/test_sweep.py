@@ -111,19 +111,40 @@ def test_rerun_skips_every_done_model(swept):
 
 
 def test_collect_only_tables_a_partial_run(swept, tmp_path):
-    """``--collect-only`` converts nothing and names the models not swept yet (exit 3);
-    ``--publish`` of an incomplete run is refused."""
+    """``--collect-only`` converts nothing and names the models not swept yet (exit 3)."""
     out, _, _ = swept
     proc = sweep(out, tmp_path, GOOD[0], "squeezenet1_1", flags=("--collect-only",))
     assert proc.returncode == 3, proc.stderr[-2000:]
-    assert len(read_csv(tmp_path)) == len(FORMATS)
+    rows = read_csv(tmp_path)
+    assert len(rows) == len(FORMATS) and all(r["swept"].startswith("20") for r in rows)
     md = (tmp_path / "coverage-torchvision.md").read_text()
     assert "Incomplete: 1 of 2 selected models swept**; not yet: squeezenet1_1." in md
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.run([sys.executable, "-m", "converters", "sweep", "--out", str(out),
-                           "--collect-only", "--publish", "--models", GOOD[0], "squeezenet1_1"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2 and "--publish needs every model swept" in proc.stderr
+
+
+def test_collect_only_completes_a_table_from_the_results_raw_records(swept, tmp_path):
+    """The records outlive ``--out``: a later ``--collect-only`` with another ``--out`` (a
+    later session's) takes the models it has no records for from the results folder's
+    ``raw/coverage-<source>.jsonl``, each row keeping the date it was swept."""
+    import json
+    import shutil
+
+    out, results, _ = swept
+    raw = results / "raw" / "coverage-torchvision.jsonl"
+    lines = [json.loads(ln) for ln in raw.read_text().splitlines()]
+    assert lines[0]["type"] == "environment" and "cpu" in lines[0]["environment"]
+    # every model of the first run: the re-run of two (test above) replaced only theirs
+    assert {r["model"] for r in lines[1:]} == {*GOOD, NO_KERAS, BROKEN}
+    later = tmp_path / "results"
+    shutil.copytree(results, later)
+    fresh = tmp_path / "out"  # nothing swept under it
+    proc = sweep(fresh, later, GOOD[0], BROKEN, "squeezenet1_1", flags=("--collect-only",))
+    assert proc.returncode == 3 and not (fresh / ".records").exists(), proc.stderr[-2000:]
+    rows = read_csv(later)
+    first = [r for r in read_csv(results) if r["model"] in (GOOD[0], BROKEN)]
+    assert rows == first  # the same rows, swept dates included
+    md = (later / "coverage-torchvision.md").read_text()
+    assert "Incomplete: 2 of 3 selected models swept**; not yet: squeezenet1_1." in md
+    assert "Rows swept on 20" in md
 
 
 def test_parse_params():
