@@ -66,10 +66,10 @@ def quantize_options(args: argparse.Namespace) -> QuantizeOptions:
     exit 2, before any conversion work) rather than after the ONNX export."""
     from converters.calibration import choose_calibration
 
+    seven_bit = {"auto": None, "7": True, "8": False}[args.int8_weight_bits]
     opts = QuantizeOptions(method=args.calib_method, per_channel=not args.per_tensor,
                            activations=args.int8_activations, calib=args.calib,
-                           reduce_range={"auto": None, "7": True, "8": False}[args.int8_weight_bits],
-                           target=args.int8_target,
+                           reduce_range=seven_bit, target=args.int8_target,
                            float_budget=args.int8_float_budget)
     if "int8" in parse_precisions(args.precisions):
         choose_calibration(opts.calib)  # CalibrationDataError (a ValueError): exit 2

@@ -1,11 +1,11 @@
 """Per-layer parity of int8 artifacts against the fp32 graph each was made from: ONNX
 Runtime's QDQ graph (``onnx_int8``) and TFLite's integer model (``tflite_int8``).
 
-**ONNX.** 
-The reference is the fp32 model after ONNX Runtime's quantization pre-processing (shape
-inference, BatchNormalization folded into Conv), so both graphs have the same nodes and
-tensor names: a quantized tensor ``X`` reaches its consumers as ``X_DequantizeLinear_Output``,
-which is compared with ``X`` of the fp32 graph (dequantized values against float values).
+**ONNX.** The reference is the fp32 model after ONNX Runtime's quantization
+pre-processing (shape inference, BatchNormalization folded into Conv), so both graphs have
+the same nodes and tensor names: a quantized tensor ``X`` reaches its consumers as
+``X_DequantizeLinear_Output``, which is compared with ``X`` of the fp32 graph (dequantized
+values against float values).
 
 Capturing every tensor makes every ``DequantizeLinear`` output a graph output, which stops
 ONNX Runtime fusing QDQ groups into integer kernels: the captured values are the QDQ
