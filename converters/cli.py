@@ -66,6 +66,11 @@ def _convert(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     print(f"artifacts: {folder}/ (manifest.json lists them)")
     status = 0
+    made = {a.format for a in manifest.artifacts}
+    if missing := [f for f in opts.formats if f not in made]:
+        print(f"error: {manifest.model}: not made: {', '.join(missing)} (the notes say why)",
+              file=sys.stderr)
+        status = ExitCode.PARTIAL
     if not all(a.passed for a in manifest.agreement):
         print(f"error: {manifest.model}: some artifacts disagree with PyTorch beyond tolerance",
               file=sys.stderr)

@@ -208,8 +208,18 @@ def _tflite_int8_of_shipped(stage: Path, manifest: Manifest, opts: ConvertOption
     if not ({"tflite_int8", "tflite_int8_io"} & set(opts.formats)
             and "tf_savedmodel" in {a.format for a in manifest.artifacts}):
         return []
-    records = list(_tflite_int8_step(stage, manifest.model_entry().slug, manifest.artifacts,
-                                     manifest.preprocessing(), opts.int8, timer, log))
+    try:
+        records = list(_tflite_int8_step(stage, manifest.model_entry().slug,
+                                         manifest.artifacts, manifest.preprocessing(),
+                                         opts.int8, timer, log))
+    except ValueError as exc:  # an op with no int8 kernel, an unusable scale: the model's
+        # other artifacts stand; the note says why these are missing (convert exits 3)
+        from converters.errors import error_line
+
+        note = f"TFLite int8 not made: {error_line(exc)}"
+        log(f"  {note}")
+        manifest.notes.append(note)
+        return []
     manifest.artifacts.extend(records)
     with timer.step("agreement_int8", "agreement: TFLite int8 vs PyTorch"):
         return check_agreement(stage, dataclasses.replace(manifest, artifacts=records), model,

@@ -193,3 +193,34 @@ def test_int8_weight_bits_option(bits, reduce):
     auto = not full_range_safe(cpu_features(), platform.machine())
     assert opts.weights_7bit is (auto if reduce is None else reduce)
     assert QuantizeOptions(reduce_range=True).weights_7bit is True
+
+
+def test_a_tflite_int8_that_cannot_be_made_leaves_the_rest_and_exits_3(tmp_path, capsys,
+                                                                        monkeypatch):
+    """TFLite int8 refused (an op with no int8 kernel, as convnext_tiny's LayerNorm/GELU
+    tail): the other artifacts land, the note says why, the exit status says partial."""
+    import converters.tflite_int8 as tflite_int8
+    from bench.cli import main
+    from converters.manifest import load_manifest
+
+    def refuse(*args, **kwargs):
+        raise ValueError("TFLite int8: 46 tensors stay float (no int8 kernel), first 'x'")
+
+    monkeypatch.setattr(tflite_int8, "make_tflite_int8", refuse)
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for f in image_files(imagenet_sample_dir())[0:20:10]:
+        shutil.copy(f, calib / f.name)
+    code = main(["convert", "tests/fixtures/user_model.py:tiny_net", "--weights", "random",
+                 "--precisions", "fp32,int8", "--calib", str(calib), "--no-parity",
+                 "--out", str(tmp_path / "art")])
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert "not made: tflite_int8, tflite_int8_io" in err
+    [folder] = [p for p in (tmp_path / "art").iterdir() if (p / "manifest.json").is_file()]
+    manifest = load_manifest(folder)
+    assert {"onnx", "onnx_int8", "tf_savedmodel", "tflite_fp32"} <= {
+        a.format for a in manifest.artifacts}
+    assert not {"tflite_int8", "tflite_int8_io"} & {a.format for a in manifest.artifacts}
+    assert any(n.startswith("TFLite int8 not made: ValueError: TFLite int8: 46 tensors")
+               for n in manifest.notes), manifest.notes
