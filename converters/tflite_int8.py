@@ -214,23 +214,33 @@ def unusable_scales(model: bytes) -> list[str]:
             if (t["quantization_parameters"]["scales"] > MAX_SCALE).any()]
 
 
+CASTS = ("QUANTIZE", "DEQUANTIZE")  # ops that only change a tensor's type
+
+
+def cast_source(ops: list[dict]) -> Callable[[int], int]:
+    """Tensor index -> the tensor it was cast from, through any QUANTIZE/DEQUANTIZE chain
+    of the op graph ``ops`` (``Interpreter._get_ops_details()``); itself when none."""
+    cast_from = {o: i for op in ops if op["op_name"] in CASTS
+                 for o, i in zip(op["outputs"], op["inputs"])}
+
+    def source(t: int) -> int:
+        while t in cast_from:
+            t = cast_from[t]
+        return t
+
+    return source
+
+
 def tflite_readers(model: bytes) -> dict[str, list[str]]:
     """Output tensor name -> the output tensor names of the ops that read it, through the
     QUANTIZE/DEQUANTIZE ops between int8 and float layers."""
     it = _interpreter(model)
     ops = it._get_ops_details()  # noqa: SLF001  the op graph (the debugger reads it so too)
     names = {t["index"]: t["name"] for t in it.get_tensor_details()}
-    passthrough = {o: i for op in ops if op["op_name"] in ("QUANTIZE", "DEQUANTIZE")
-                   for o, i in zip(op["outputs"], op["inputs"])}
-
-    def source(t: int) -> int:
-        while t in passthrough:
-            t = passthrough[t]
-        return t
-
+    source = cast_source(ops)
     out: dict[str, list[str]] = {}
     for op in ops:
-        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE") or not len(op["outputs"]):
+        if op["op_name"] in CASTS or not len(op["outputs"]):
             continue
         name = names[op["outputs"][0]]
         for t in op["inputs"]:

@@ -205,7 +205,9 @@ def _tflite_tensors(model: bytes, xs: np.ndarray) -> tuple[dict[str, np.ndarray]
     through (they only change a tensor's type)."""
     from ai_edge_litert.interpreter import Interpreter
 
+    from converters.runners.tflite_runner import _to_tensor
     from converters.tf_compat import native_stderr_silenced
+    from converters.tflite_int8 import CASTS, cast_source
 
     with native_stderr_silenced():
         it = Interpreter(model_content=model, experimental_preserve_all_tensors=True)
@@ -213,16 +215,8 @@ def _tflite_tensors(model: bytes, xs: np.ndarray) -> tuple[dict[str, np.ndarray]
     ops = it._get_ops_details()  # noqa: SLF001
     it.allocate_tensors()
     details = {t["index"]: t for t in it.get_tensor_details()}
-    passthrough = {o: i for op in ops if op["op_name"] in ("QUANTIZE", "DEQUANTIZE")
-                   for o, i in zip(op["outputs"], op["inputs"])}
-
-    def source(t: int) -> int:
-        while t in passthrough:
-            t = passthrough[t]
-        return t
-
-    kept = [op for op in ops if op["op_name"] not in ("QUANTIZE", "DEQUANTIZE")
-            and len(op["outputs"])]
+    source = cast_source(ops)
+    kept = [op for op in ops if op["op_name"] not in CASTS and len(op["outputs"])]
     inp = it.get_input_details()[0]
     # the input as the first layers read it: its QUANTIZE's output (float input), or itself;
     # kept under the input's name, so its quantization error is the first layers' input SNR
@@ -232,7 +226,7 @@ def _tflite_tensors(model: bytes, xs: np.ndarray) -> tuple[dict[str, np.ndarray]
     wanted = [read, *(op["outputs"][0] for op in kept)]
     batches: dict[int, list[np.ndarray]] = {i: [] for i in wanted}
     for image in xs:
-        it.set_tensor(inp["index"], _quantized(image[None], inp))
+        it.set_tensor(inp["index"], _to_tensor(image[None].astype(np.float32), inp))
         it.invoke()
         for i in wanted:
             batches[i].append(_dequantized(it.get_tensor(i), details[i]))
@@ -245,15 +239,6 @@ def _tflite_tensors(model: bytes, xs: np.ndarray) -> tuple[dict[str, np.ndarray]
         [d["name"] for d in it.get_output_details()],
         [names[source(d["index"])] for d in it.get_output_details()])
     return {names[i]: np.concatenate(v) for i, v in batches.items()}, graph
-
-
-def _quantized(x: np.ndarray, detail: dict) -> np.ndarray:
-    """``x`` as the input tensor takes it (an int8 input: by its scale and zero point)."""
-    if detail["dtype"] == np.float32:
-        return x.astype(np.float32)
-    scale, zero = detail["quantization"]
-    info = np.iinfo(detail["dtype"])
-    return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(detail["dtype"])
 
 
 def _dequantized(t: np.ndarray, detail: dict) -> np.ndarray:
