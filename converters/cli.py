@@ -150,16 +150,18 @@ def _parity_catalog(args: argparse.Namespace) -> int:
     from zoo.registry import list_models
 
     models = expand_models(args.models, list_models())  # unknown names fail before any work
-    out = Path(args.out)
+    out, threads = Path(args.out), None
     if args.collect_only:
         rows = collect_rows(models, out)
     else:
         with executor_from(args) as executor:  # Ray missing, or no cluster: one line, exit 2
             results = run_catalog(models, out_root=out, weights=args.weights,
                                   executor=executor)
+            threads = executor.threads
         rows = rows_from_results(models, results)
     paths = write_tables(rows, results_dir(args),
-                         environment(weights=f"{args.weights} (per row)", with_gpu=False))
+                         environment(threads=threads, weights=f"{args.weights} (per row)",
+                                     with_gpu=False))
     print("wrote " + ", ".join(str(p) for p in paths))
     return catalog_status([r["result"] for r in rows])
 
@@ -179,6 +181,7 @@ def _sweep(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return ExitCode.BAD_INPUT
     missing: list[str] = []
+    threads = None
     if args.collect_only:  # under --out, else the results folder's own raw records
         published = raw_records(raw_path(results_dir(args), args.source))
         records, missing = collected_records(models, out, published)
@@ -186,7 +189,8 @@ def _sweep(args: argparse.Namespace) -> int:
         with executor_from(args) as executor:
             records = run_sweep(models, out_root=out, weights=args.weights, executor=executor,
                                 keep_artifacts=args.keep_artifacts)
-    env = environment(weights=f"{args.weights}: pretrained where offline, else random "
+            threads = executor.threads
+    env = environment(threads=threads, weights=f"{args.weights}: pretrained where offline, else random "
                               "(per row)", with_gpu=False)
     paths = write_tables(records, results_dir(args), env, args.source, missing)
     tool, alone, n = coverage(records)

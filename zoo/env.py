@@ -128,6 +128,31 @@ def markdown_header(env: dict[str, Any], title: str) -> str:
             f"- Python {env['python']}; {libs}\n\n")
 
 
+# Every runtime's thread pool, pinned before the runtime is imported: OpenMP/MKL/OpenBLAS
+# (PyTorch, NumPy), TensorFlow's own variables, and ``MODELZOO_THREADS``, which the format
+# runners read for ONNX Runtime and TFLite (neither reads an environment variable itself).
+THREADS_ENV = "MODELZOO_THREADS"
+THREAD_ENV_VARS = (THREADS_ENV, "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                   "TF_NUM_INTRAOP_THREADS")
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """The environment that gives a process ``threads`` threads in every runtime."""
+    env = {name: str(threads) for name in THREAD_ENV_VARS}
+    env["TF_NUM_INTEROP_THREADS"] = "1"
+    return env
+
+
+def env_threads() -> int | None:
+    """``$MODELZOO_THREADS`` (set by an executor that shares a node's CPUs among tasks),
+    or None: each runtime's own default (every core)."""
+    try:
+        value = int(os.environ.get(THREADS_ENV, ""))
+    except ValueError:
+        return None
+    return value if value >= 1 else None
+
+
 def available_cpus() -> int:
     """CPUs this process may run on (its affinity mask: a container's or taskset's limit)."""
     try:

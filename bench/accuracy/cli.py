@@ -153,19 +153,21 @@ def run(args: argparse.Namespace) -> int:
     except (PhotosError, CalibrationDataError) as exc:
         print(f"error: {first_line(exc, 1000)}", file=sys.stderr)
         return ExitCode.BAD_INPUT
-    return _measure(args, _score(args, models, photos, formats, known), photos)
+    return _measure(args, *_score(args, models, photos, formats, known), photos)
 
 
 def _score(args: argparse.Namespace, models: list[str], photos, formats, known
-           ) -> list["AccuracyRecord"]:
-    """Every model's records, each model a task on the executor ``args`` ask for."""
+           ) -> tuple[list["AccuracyRecord"], int | None]:
+    """Every model's records, each model a task on the executor ``args`` ask for, and the
+    threads each task had (None: every core)."""
     from bench.accuracy.tasks import accuracy_tasks, records_of, run_accuracy
     from zoo.executors.cli import executor_from
 
     tasks = accuracy_tasks(models, args, photos, formats, known)
     with executor_from(args) as executor:  # Ray missing, or no cluster: one line, exit 2
         results = run_accuracy(tasks, results_dir(args), executor)
-    return records_of(tasks, results, weights=args.weights, photos=photos.name)
+        threads = args.threads or executor.threads
+    return records_of(tasks, results, weights=args.weights, photos=photos.name), threads
 
 
 def photos_text(photos) -> str:
@@ -174,13 +176,14 @@ def photos_text(photos) -> str:
             f"({photos.layout}{left})")
 
 
-def _measure(args: argparse.Namespace, records: list["AccuracyRecord"], photos) -> int:
+def _measure(args: argparse.Namespace, records: list["AccuracyRecord"], threads: int | None,
+             photos) -> int:
     from bench.accuracy.records import merge, read_jsonl, write_jsonl
     from bench.accuracy.report import generate, paths
     from zoo.env import environment
 
     files = paths(results_dir(args), photos.name)
-    env = environment(threads=args.threads or os.cpu_count(), weights=args.weights,
+    env = environment(threads=threads or os.cpu_count(), weights=args.weights,
                       with_gpu=False)
     env["accuracy"] = {"photos": photos_text(photos), "command": sys.orig_argv[1:]}
     _, old = read_jsonl(files.raw)

@@ -12,16 +12,14 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from bench.latency.timing import TimingPolicy
+from zoo.env import thread_env as pinned_threads
 from zoo.jsonrecord import known_fields
 
-THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                   "TF_NUM_INTRAOP_THREADS")
 
 
 def thread_env(threads: int) -> dict[str, str]:
     """Environment that pins every runtime's thread pools before it is imported."""
-    env = {name: str(threads) for name in THREAD_ENV_VARS}
-    env["TF_NUM_INTEROP_THREADS"] = "1"
+    env = pinned_threads(threads)
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     env["MODELZOO_OFFLINE"] = "1"
     return env

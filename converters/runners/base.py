@@ -13,6 +13,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from zoo.env import env_threads
+
 Feed = Mapping[str, np.ndarray]
 Outputs = "OrderedDict[str, np.ndarray]"
 # canonical NCHW -> the NHWC layout of TF, TFLite and Keras (axis j of the result is axis
@@ -47,6 +49,12 @@ class BaseRunner(abc.ABC):
     @property
     def name(self) -> str:
         return self.spec.format
+
+    @property
+    def threads(self) -> int | None:
+        """The spec's threads, else ``$MODELZOO_THREADS`` (an executor sharing the node's
+        CPUs among tasks), else None: the runtime's own default."""
+        return self.spec.threads or env_threads()
 
     def __enter__(self) -> "BaseRunner":
         self.activate()

@@ -24,8 +24,8 @@ class OnnxrtRunner(BaseRunner):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
-        if self.spec.threads:
-            opts.intra_op_num_threads = self.spec.threads
+        if self.threads:
+            opts.intra_op_num_threads = self.threads
             opts.inter_op_num_threads = 1
         model = mark_all_outputs(self.spec.path) if self.capture else self.spec.path
         self.session = ort.InferenceSession(model, opts, providers=list(self.providers))

@@ -27,7 +27,7 @@ class SavedModelRunner(BaseRunner):
     def activate_impl(self) -> None:
         import tensorflow as tf
 
-        configure_tf_threads(self.spec.threads)
+        configure_tf_threads(self.threads)
         self._loaded = tf.saved_model.load(self.spec.path)
         self._fn = self._loaded.signatures["serving_default"]
         self._input_keys = list(self._fn.structured_input_signature[1])
@@ -58,7 +58,7 @@ class KerasRunner(BaseRunner):
 
         import converters.keras  # noqa: F401  registers the custom layers for loading
 
-        configure_tf_threads(self.spec.threads)
+        configure_tf_threads(self.threads)
         self.model = keras.saving.load_model(self.spec.path, compile=False)
         self._call = self._traced(self.model) if self.graph else self._eager(self.model)
 

@@ -22,7 +22,7 @@ class TfliteRunner(BaseRunner):
 
         with native_stderr_silenced():  # "Created TensorFlow Lite XNNPACK delegate" per model
             self.interpreter = Interpreter(
-                model_path=self.spec.path, num_threads=self.spec.threads or None,
+                model_path=self.spec.path, num_threads=self.threads or None,
                 experimental_preserve_all_tensors=self.preserve_all_tensors)
             self.interpreter.allocate_tensors()
         self._shapes = {}

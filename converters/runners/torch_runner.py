@@ -36,8 +36,8 @@ class TorchRunner(BaseRunner):
     def activate_impl(self) -> None:
         import torch
 
-        if self.spec.threads:
-            torch.set_num_threads(self.spec.threads)
+        if self.threads:
+            torch.set_num_threads(self.threads)
         if self._model is None:
             self._model = self._loader()
         self._model.to(self.device).eval()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -37,6 +38,11 @@ class FormatResult:
     first_divergent: str = ""
     step_s: float | None = None
     error: str = ""
+    # how far PyTorch's own run at the format's precision lands from its fp64 logits, and
+    # the largest |logit|: a floor that is a sizeable share of the logits says the model
+    # (random weights, typically) amplifies round-off, whichever runtime runs it
+    torch_floor: float | None = None
+    logits_max: float | None = None
 
 
 @dataclass
@@ -140,6 +146,8 @@ def _fill_conversion(result: PathResult, manifest) -> None:
         f.max_abs_err = None if a.error else float(a.max_abs_err)
         f.top1 = None if a.error else float(a.top1_agreement)
         f.error = a.error
+        if not a.error and math.isfinite(a.rounding_floor):
+            f.torch_floor, f.logits_max = float(a.rounding_floor), float(a.ref_max_abs)
 
 
 def _fill_parity(result: PathResult, folder: Path) -> None:

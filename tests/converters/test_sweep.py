@@ -15,7 +15,7 @@ import pytest
 
 from converters.sweep.run import sweep_status
 from converters.sweep.select import parse_params, select_models
-from converters.sweep.table import COLUMNS, coverage, verdict
+from converters.sweep.table import COLUMNS, coverage, md_rows, verdict
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = "tests/fixtures/user_model.py"
@@ -61,6 +61,9 @@ def test_sweep_writes_both_tables_with_verdicts(swept):
             assert float(r["max_abs_err"]) < 2e-2 and float(r["top1"]) == 1.0
             assert float(r["convert_s"]) > 0 and float(r["peak_rss_mb"]) > 100
             assert r["weights"] == "random"
+            # PyTorch's own distance from its fp64 logits at the format's precision
+            assert 0 < float(r["torch_floor"]) < float(r["logits_max"]), r
+        assert float(mine[0]["torch_floor"]) < 1e-4 * float(mine[0]["logits_max"])  # fp32
             # a parity FAIL names the first divergent layer; a pass names none
             assert r["parity"] in ("pass", "FAIL") and bool(r["first_divergent"]) == (
                 r["parity"] == "FAIL"), r
@@ -179,3 +182,18 @@ def test_verdicts_and_coverage_of_failing_rows():
     assert sweep_status([dict(good, format=f) for f in FORMATS]) == 0
     assert sweep_status([dict(good, format=f) for f in FORMATS] + [{"model": "b", "format": "",
                                                                    "error": "x"}]) == 3
+
+
+def test_a_failing_ill_conditioned_model_says_so():
+    """Random-weight efficientnet_b1 (as swept): PyTorch's own fp32 logits land 143 from its
+    fp64 ones, of 1913; a well-conditioned failure gets no such note."""
+    base = {"model": "efficientnet_b1", "weights": "random", "converted": True, "ran": True,
+            "agreed": False, "max_abs_err": 154.7, "top1": 0.9375, "parity": "FAIL",
+            "first_divergent": "features.6.3.block.3.0 (Conv)"}
+    rows = [dict(base, format="onnx", torch_floor=143.3, logits_max=1913.1)]
+    problem = md_rows(rows)[0][-1]
+    assert problem.startswith("ill-conditioned with random weights (PyTorch's own fp32 "
+                              "logits land 143 from fp64, of 1913); onnx: first divergent "
+                              "features.6.3.block.3.0 (Conv)"), problem
+    rows[0] |= {"torch_floor": 0.27, "logits_max": 350.0}  # efficientnet_b0's: 0.08%
+    assert md_rows(rows)[0][-1] == "onnx: first divergent features.6.3.block.3.0 (Conv)"

@@ -18,7 +18,8 @@ from zoo.executors.base import MAX_RETRIES
 from zoo.executors.done import DoneStore
 from zoo.executors.driver import run_tasks
 from zoo.executors.local import LocalExecutor
-from zoo.executors.task import collect_stdout_json
+from zoo.env import THREAD_ENV_VARS
+from zoo.executors.task import collect_stdout_json, share_of_cpus, task_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,6 +48,14 @@ def task(tmp: Path, name: str, code: int = 0, die: str = "no", sleep: float = 0.
                 fingerprint=fp, collect=collect_stdout_json)
 
 
+def expected_threads(ex) -> str | None:
+    """OMP_NUM_THREADS a shared task's process sees: the user's own setting, else the
+    executor's share of the CPUs (None: the runtimes' default)."""
+    if any(v in os.environ for v in THREAD_ENV_VARS):
+        return os.environ.get("OMP_NUM_THREADS")
+    return str(ex.threads) if ex.threads else None
+
+
 def runs(tmp: Path, name: str) -> int:
     path = tmp / name
     return len(path.read_text()) if path.exists() else 0
@@ -62,6 +71,14 @@ def ray_executor():
     executor.close()
 
 
+def torch_default() -> int:
+    """torch's own thread count in a fresh process with no thread variable set."""
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_ENV_VARS}
+    out = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    return int(out.strip())
+
+
 def _summary(results) -> list[tuple]:
     return [(r.key, r.status, r.exit_code, r.records, r.error.split(":")[0]) for r in results]
 
@@ -74,7 +91,7 @@ def test_results_and_real_failures_are_rows_not_retries(executor, tmp_path, requ
     assert [(r.key, r.status, r.exit_code) for r in results] == [
         ("tiny/t0", "ok", 0), ("tiny/t1", "failed", 1), ("tiny/t2", "failed", 2),
         ("tiny/t3", "failed", 3)]
-    threads = os.environ.get("OMP_NUM_THREADS")  # what a local process sees
+    threads = expected_threads(ex)
     assert [r.records for r in results] == [
         [{"task": f"t{c}", "value": 7 * c + 1, "threads": threads}] for c in (0, 1, 2, 3)]
     assert [runs(tmp_path, f"t{c}") for c in (0, 1, 2, 3)] == [1, 1, 1, 1]  # none retried
@@ -91,13 +108,13 @@ def test_local_and_ray_give_the_same_results(tmp_path, ray_executor):
 
 
 def test_local_dead_worker_is_retried_within_bound(tmp_path):
-    results = run_tasks(LocalExecutor(jobs=2), [task(tmp_path, "once", die="self"),
-                                                task(tmp_path, "always", die="always")],
+    ex = LocalExecutor(jobs=2)
+    results = run_tasks(ex, [task(tmp_path, "once", die="self"),
+                             task(tmp_path, "always", die="always")],
                         done_root=tmp_path / "done", show=False)
     once, always = results
     assert (once.status, once.attempts, runs(tmp_path, "once")) == ("ok", 2, 2)
-    assert once.records == [{"task": "once", "value": 1,
-                             "threads": os.environ.get("OMP_NUM_THREADS")}]
+    assert once.records == [{"task": "once", "value": 1, "threads": expected_threads(ex)}]
     assert (always.status, always.attempts) == ("died", 1 + MAX_RETRIES)
     assert runs(tmp_path, "always") == 1 + MAX_RETRIES
     assert "killed by signal 9" in always.error
@@ -237,3 +254,35 @@ def test_whole_node_tasks_run_alone(executor, tmp_path, request):
         if kind == "whole":
             (a0, a1) = spans[i]
             assert not [j for j, (b0, b1) in enumerate(spans) if j != i and a0 < b1 and b0 < a1]
+
+
+def test_concurrent_tasks_share_the_cpus_instead_of_oversubscribing():
+    assert share_of_cpus(2, 1) is None  # alone on the node: every core, as the runtimes pick
+    assert share_of_cpus(2, 2) == 1 and share_of_cpus(16, 4) == 4 and share_of_cpus(2, 8) == 1
+    shared, whole = Task("a", (), ""), Task("b", (), "", whole_node=True)
+    env = task_env(shared, {"PATH": "/bin"}, 3)
+    assert {v: env[v] for v in THREAD_ENV_VARS} == dict.fromkeys(THREAD_ENV_VARS, "3")
+    assert env["TF_NUM_INTEROP_THREADS"] == "1" and env["PATH"] == "/bin"
+    assert "OMP_NUM_THREADS" not in task_env(whole, {}, 3)  # a timed task pins its own
+    assert task_env(shared, {"OMP_NUM_THREADS": "5"}, 3) == {"OMP_NUM_THREADS": "5"}  # user's
+    pinned = Task("c", (), "", env={"OMP_NUM_THREADS": "4"})
+    assert task_env(pinned, {}, 3)["OMP_NUM_THREADS"] == "4"  # the task's own wins
+
+
+def test_local_jobs_give_each_task_its_share_of_threads(tmp_path, monkeypatch):
+    """Two tasks at once on this node: each process's runtimes get cpus // 2 threads, and the
+    runners (ONNX Runtime, TFLite read no variable themselves) take them from the env."""
+    for v in THREAD_ENV_VARS:
+        monkeypatch.delenv(v, raising=False)
+    probe = ("import json, torch; from converters.runners.base import BaseRunner, RunnerSpec\n"
+             "class R(BaseRunner):\n    activate_impl = deactivate_impl = run_prepared = None\n"
+             "print(json.dumps({'torch': torch.get_num_threads(), "
+             "'runner': R(RunnerSpec('onnx', 'x')).threads}))")
+    tasks = [Task(f"probe/{i}", (PYTHON, "-c", probe), "", collect=collect_stdout_json,
+                  cwd=str(REPO)) for i in range(2)]
+    cpus = len(os.sched_getaffinity(0))
+    for jobs, want in ((1, None), (2, max(1, cpus // 2))):
+        results = run_tasks(LocalExecutor(jobs=jobs), tasks, done_root=None, show=False)
+        assert all(r.status == "ok" for r in results), [r.error for r in results]
+        seen = [r.records[0] for r in results]
+        assert seen == [{"torch": want or torch_default(), "runner": want}] * 2

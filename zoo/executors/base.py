@@ -24,6 +24,9 @@ class Events(Protocol):
 
 class Executor(Protocol):
     name: str
+    # threads each task's process gets (None: the runtimes' default, every core of its node);
+    # what a results header states as the run's threads
+    threads: int | None
 
     def nodes(self) -> list[NodeInfo]:
         """The nodes tasks may run on (this machine, or every alive cluster node)."""

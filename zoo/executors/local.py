@@ -11,7 +11,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Iterator, Sequence
 
 from zoo.executors.base import MAX_RETRIES, Events
-from zoo.executors.task import NodeInfo, Task, TaskResult, execute, this_node
+from zoo.executors.task import NodeInfo, Task, TaskResult, execute, share_of_cpus, this_node
 
 GRACE_S = 10.0  # SIGTERM, then SIGKILL: as zoo.exits.stop_process_group
 
@@ -21,6 +21,8 @@ class LocalExecutor:
 
     def __init__(self, jobs: int = 1, max_retries: int = MAX_RETRIES) -> None:
         self.jobs, self.max_retries = jobs, max_retries
+        # jobs tasks at once share the CPUs: each task's process gets cpus // jobs threads
+        self.threads = share_of_cpus(this_node().cpus, jobs)
         self._live: dict[int, subprocess.Popen] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -39,7 +41,7 @@ class LocalExecutor:
 
     def _execute(self, task: Task) -> TaskResult:
         try:
-            return execute(task, on_start=self._track)
+            return execute(task, on_start=self._track, threads=self.threads)
         finally:
             with self._lock:
                 self._live = {p: c for p, c in self._live.items() if c.poll() is None}

@@ -19,10 +19,11 @@ from zoo.executors.task import NodeInfo, Task, TaskResult, execute, this_node
 
 GRACE_S = 10.0  # SIGTERM, then SIGKILL: as zoo.exits.stop_process_group
 RAY_WORKER_ENV = ("OMP_NUM_THREADS",)  # set by Ray in a worker when the driver has none
+TASK_CPUS = 1  # Ray CPUs (and threads) a task holds, unless it takes the whole node
 
 
-def _run_on_node(task: Task, unset: tuple[str, ...]) -> TaskResult:
-    return execute(task, die_with_parent=True, unset=unset)
+def _run_on_node(task: Task, unset: tuple[str, ...], threads: int | None) -> TaskResult:
+    return execute(task, die_with_parent=True, unset=unset, threads=threads)
 
 
 def _probe() -> tuple[NodeInfo, Any]:
@@ -51,9 +52,11 @@ class RayExecutor:
             raise ExecutorUnavailable(f"--address {address}: cannot join the Ray cluster "
                                       f"({str(exc).splitlines()[0][:200]})") from None
         self._remote = ray.remote(_run_on_node)
-        # Ray sets OMP_NUM_THREADS in its workers (to the task's CPUs, 1) when it is unset:
-        # the task's process sees the thread settings a local run's would, so the same
-        # model gives the same numbers on either executor.
+        # Ray sets OMP_NUM_THREADS in its workers (to the task's CPUs, 1) when it is unset;
+        # the task's process gets the executor's own thread settings instead: a task holds
+        # one of its node's CPUs, so it runs on one thread (as a local run's tasks do with
+        # --jobs equal to the CPUs), and a whole-node task on every core.
+        self.threads = TASK_CPUS
         self._unset = tuple(v for v in RAY_WORKER_ENV if v not in os.environ)
         self._nodes: dict[str, tuple[NodeInfo, float]] | None = None
 
@@ -95,7 +98,7 @@ class RayExecutor:
         return node_id
 
     def _submit(self, task: Task, node_id: str | None) -> Any:
-        opts: dict[str, Any] = {"num_cpus": 1, "max_retries": self.max_retries,
+        opts: dict[str, Any] = {"num_cpus": TASK_CPUS, "max_retries": self.max_retries,
                                 "retry_exceptions": False}
         if node_id is not None:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -103,7 +106,7 @@ class RayExecutor:
             opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id, soft=False)
         if task.whole_node:  # all the node's CPUs: Ray starts nothing beside it
             opts.update(num_cpus=self._node_table()[node_id][1], num_gpus=1 if task.gpu else 0)
-        return self._remote.options(**opts).remote(task, self._unset)
+        return self._remote.options(**opts).remote(task, self._unset, self.threads)
 
     def run(self, tasks: Sequence[Task], events: Events) -> Iterator[TaskResult]:
         ray = self.ray

@@ -127,17 +127,37 @@ def error_line(proc: subprocess.CompletedProcess) -> str:
     return (errors[-1] if errors else lines[-1] if lines else f"exit {proc.returncode}")[:500]
 
 
+def share_of_cpus(cpus: int, slots: int) -> int | None:
+    """Threads for each of ``slots`` tasks running at once on ``cpus`` CPUs: None for a
+    task alone on its node (the runtimes' own default, every core), else ``cpus // slots``
+    (at least 1), so concurrent tasks never oversubscribe the node."""
+    return None if slots <= 1 else max(1, cpus // slots)
+
+
+def task_env(task: Task, base: Mapping[str, str], threads: int | None) -> dict[str, str]:
+    """The task's process environment: ``base``, the executor's thread share (``threads``,
+    for a task that does not take the whole node, unless the user pinned threads in
+    ``base`` already), then the task's own variables."""
+    from zoo.env import THREAD_ENV_VARS, thread_env
+
+    env = dict(base)
+    if threads and not task.whole_node and not any(v in base for v in THREAD_ENV_VARS):
+        env.update(thread_env(threads))
+    env.update(task.env)
+    return env
+
+
 def execute(task: Task, *, die_with_parent: bool = False,
             on_start: Callable[[subprocess.Popen], None] | None = None,
-            unset: Sequence[str] = ()) -> TaskResult:
+            unset: Sequence[str] = (), threads: int | None = None) -> TaskResult:
     """Run ``task`` here: its process, then its ``collect``. Used by every executor.
     ``unset``: variables of this process's environment the task's process must not see
-    (what a Ray worker sets for itself), unless the task sets them."""
+    (what a Ray worker sets for itself), unless the task sets them. ``threads``: the
+    executor's share of this node's CPUs per task (``share_of_cpus``)."""
     from zoo.exits import first_line, run_child
 
     t0, node = time.perf_counter(), this_node()
-    env = {k: v for k, v in os.environ.items() if k not in unset}
-    env.update(task.env)
+    env = task_env(task, {k: v for k, v in os.environ.items() if k not in unset}, threads)
     # The driver's folder, where this node has it (paths in argv are absolute anyway).
     cwd = task.cwd if task.cwd and os.path.isdir(task.cwd) else None
     try:
