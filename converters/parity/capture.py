@@ -103,19 +103,29 @@ def capture_tflite(path: Path, tensor_map: dict, x: np.ndarray, fmt: str,
     return Capture(fmt, tensors, unaligned, fused)
 
 
+# Ops TFLite's converter folds a following BatchNormalization into (its weights and bias
+# absorb the BN's scale and shift). A BN after anything else (DenseNet's after a Concat)
+# stays an op of its own, or fuses forward, and is never read from its input's tensor.
+FOLDS_BATCHNORM = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
 def bn_readers(onnx_path: Path) -> dict[str, str]:
-    """ONNX tensor -> the output of the BatchNormalization that is its only reader."""
+    """ONNX tensor -> the output of the BatchNormalization that is its only reader, for a
+    tensor that a Conv (``FOLDS_BATCHNORM``) makes."""
     import onnx
 
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
     readers: dict[str, list] = {}
+    producer: dict[str, str] = {}
     for node in graph.node:
         for name in node.input:
             readers.setdefault(name, []).append(node)
+        for name in node.output:
+            producer[name] = node.op_type
     outputs = {o.name for o in graph.output}
     return {name: nodes[0].output[0] for name, nodes in readers.items()
             if len(nodes) == 1 and nodes[0].op_type == "BatchNormalization"
-            and name not in outputs}
+            and producer.get(name) in FOLDS_BATCHNORM and name not in outputs}
 
 
 def _with_scope_names(tensor_map: dict, by_layer: dict[str, tuple[int, list[str]]]) -> dict:
