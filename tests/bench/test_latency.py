@@ -188,10 +188,10 @@ def test_long_weights_subtitle_wraps_inside_the_figure():
 
     rows = [{"model": f"model{i}", "weights": label} for i, label in enumerate(
         ["imagenet (MobileNet_V2_Weights.IMAGENET1K_V1)"] +
-        ["random weights (seed 0, BN stats on seeded 1/f noise images)"] * 10 + ["random weights (seed 0)"])]
+        ["random weights (seed 0, BN stats on seeded noise)"] * 10 + ["random weights (seed 0)"])]
     text = weights_summary(rows)
     assert text == ("weights: imagenet (MobileNet_V2_Weights.IMAGENET1K_V1): model0; random "
-                    "weights (seed 0, BN stats on seeded 1/f noise images): 10 models; random weights "
+                    "weights (seed 0, BN stats on seeded noise): 10 models; random weights "
                     "(seed 0): model11")
     import matplotlib.pyplot as plt
 
