@@ -177,7 +177,8 @@ def test_tflite_parity_reads_a_batchnorm_after_a_concat_as_itself(tmp_path):
     diffs = {d.name: d for d in report.diffs}
     concats = [n for n in diffs if "Concat" in n]
     assert concats and all(diffs[n].snr_db > 100 for n in concats)  # compared as themselves
-    norm1 = [n for n in (*diffs, *report.unaligned) if n.endswith("norm1/BatchNormalization_output_0")]
+    norm1 = [n for n in (*diffs, *report.unaligned)
+             if n.endswith("norm1/BatchNormalization_output_0")]
     assert norm1, report.unaligned
     for name in norm1:  # fused forward (unaligned, saying so) or compared as itself
         assert (name in diffs and diffs[name].snr_db > 100) or (
