@@ -190,8 +190,8 @@ def _sweep(args: argparse.Namespace) -> int:
             records = run_sweep(models, out_root=out, weights=args.weights, executor=executor,
                                 keep_artifacts=args.keep_artifacts)
             threads = executor.threads
-    env = environment(threads=threads, weights=f"{args.weights}: pretrained where offline, else random "
-                              "(per row)", with_gpu=False)
+    env = environment(threads=threads, with_gpu=False,
+                      weights=f"{args.weights}: pretrained where offline, else random (per row)")
     paths = write_tables(records, results_dir(args), env, args.source, missing)
     tool, alone, n = coverage(records)
     print(f"coverage: this tool {tool}/{n}, onnx2tf alone {alone}/{n}")
