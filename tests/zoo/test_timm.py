@@ -45,6 +45,14 @@ def test_head_and_feature_width_from_the_model():
     assert published_meta(vit).num_params == 22_050_664
 
 
+def test_an_entry_whose_builder_computes_at_init_is_derived():
+    """timm's hybrid ViTs run their CNN backbone in ``__init__`` to size the embedding,
+    which fails on the meta device: the entry is then derived from a real build (this
+    name stopped the whole timm sweep before it converted anything)."""
+    entry = get_entry("timm/vit_tiny_r_s16_p8_224")
+    assert (entry.feature_layer, entry.feature_dim, entry.num_classes) == ("head", 192, 1000)
+
+
 def test_missing_weights_are_one_line_offline(empty_hf_cache, monkeypatch):
     monkeypatch.setenv("MODELZOO_OFFLINE", "1")
     with pytest.raises(WeightsUnavailableError) as err:

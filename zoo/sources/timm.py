@@ -59,8 +59,11 @@ def derive_entry(name: str) -> ModelEntry:
         raise UnknownModelError(f"unknown timm model {name!r}{hint} "
                                 "(`python -m zoo list 'timm/PATTERN'` lists them)")
     cfg = pretrained_cfg(name)
-    with empty_init():
-        model = timm.create_model(name, pretrained=False)
+    try:
+        with empty_init():
+            model = timm.create_model(name, pretrained=False)
+    except (RuntimeError, NotImplementedError):  # a builder that computes at init (hybrid
+        model = timm.create_model(name, pretrained=False)  # ViTs run their backbone): real
     classifier = cfg.classifier[0] if isinstance(cfg.classifier, (tuple, list)) else cfg.classifier
     head, layer = find_head(model, classifier)
     dim, classes = head_width(layer)
