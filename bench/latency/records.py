@@ -16,7 +16,6 @@ from zoo.env import thread_env as pinned_threads
 from zoo.jsonrecord import known_fields
 
 
-
 def thread_env(threads: int) -> dict[str, str]:
     """Environment that pins every runtime's thread pools before it is imported."""
     env = pinned_threads(threads)
