@@ -248,5 +248,47 @@ class ReduceMean(keras.layers.Layer):
         return {**super().get_config(), "axes": self.axes, "keepdims": self.keepdims}
 
 
+_REDUCE = {"sum": ops.sum, "max": ops.max, "min": ops.min, "prod": ops.prod,
+           "l2": lambda x, axis, keepdims: ops.sqrt(ops.sum(ops.square(x), axis, keepdims))}
+
+
+@_register
+class Reduce(keras.layers.Layer):
+    """ReduceSum/Max/Min/Prod/L2 over Keras ``axes`` (means are :class:`ReduceMean`)."""
+
+    def __init__(self, op: str, axes: list[int], keepdims: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.op, self.axes, self.keepdims = str(op), [int(a) for a in axes], bool(keepdims)
+
+    def call(self, x: Any) -> Any:
+        return _REDUCE[self.op](x, axis=tuple(self.axes), keepdims=self.keepdims)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "op": self.op, "axes": self.axes,
+                "keepdims": self.keepdims}
+
+
+@_register
+class CumSum(keras.layers.Layer):
+    """ONNX CumSum along one Keras axis: ``exclusive`` leaves each element out of its own
+    sum, ``reverse`` sums from the end (timm's Fourier position encodings)."""
+
+    def __init__(self, axis: int, exclusive: bool = False, reverse: bool = False,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.axis, self.exclusive, self.reverse = int(axis), bool(exclusive), bool(reverse)
+
+    def call(self, x: Any) -> Any:
+        v = ops.flip(x, axis=self.axis) if self.reverse else x
+        out = ops.cumsum(v, axis=self.axis)
+        if self.exclusive:
+            out = out - v
+        return ops.flip(out, axis=self.axis) if self.reverse else out
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "axis": self.axis, "exclusive": self.exclusive,
+                "reverse": self.reverse}
+
+
 CUSTOM_LAYERS = (ConstantPadding2D, ExactAveragePooling2D, HardSigmoid, Clip, Erf,
-                 ConstantBinary, WeightBinary, Slice, Take, ReduceMean)
+                 ConstantBinary, WeightBinary, Slice, Take, ReduceMean, Reduce, CumSum)

@@ -93,7 +93,7 @@ class Binary(keras.layers.Layer):
 
 _UNARY = {"sqrt": ops.sqrt, "exp": ops.exp, "log": ops.log, "abs": ops.abs, "neg": ops.negative,
           "reciprocal": lambda x: 1.0 / x, "floor": ops.floor, "ceil": ops.ceil,
-          "not": ops.logical_not, "softplus": ops.softplus,
+          "not": ops.logical_not, "softplus": ops.softplus, "sin": ops.sin, "cos": ops.cos,
           "gelu_tanh": lambda x: keras.activations.gelu(x, approximate=True)}
 
 
@@ -110,6 +110,24 @@ class Unary(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "op": self.op}
+
+
+@_register
+class BroadcastTo(keras.layers.Layer):
+    """Broadcast to ``shape`` (every Keras axis but 0, which keeps its size)."""
+
+    def __init__(self, shape: list[int], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.shape = [int(d) for d in shape]
+
+    def call(self, x: Any) -> Any:
+        return ops.broadcast_to(x, (ops.shape(x)[0], *self.shape))
+
+    def compute_output_shape(self, shape: tuple) -> tuple:
+        return (shape[0], *self.shape)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "shape": self.shape}
 
 
 def _dtype_name(dtype: Any) -> str:

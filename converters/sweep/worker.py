@@ -5,7 +5,8 @@ Two paths, each converted and checked (agreement on the sample photos, per-layer
 ``tool`` (every default format, ``--tf-converter auto``) and ``onnx2tf`` (ONNX and the TF
 formats by onnx2tf alone; not converted again when the tool shipped onnx2tf's artifacts).
 A path whose conversion raises is retried without the Keras format (an op the Keras
-builder lacks must not hide what the other formats do). Each path's wall time and peak
+builder lacks must not hide what the other formats do), then with ONNX alone (an
+onnx2tf failure must not hide that the export itself works). Each path's wall time and peak
 RSS (``VmHWM``, reset before it) are recorded. The records (one per model x format) go to
 ``DIR/<model folder>/sweep.json``; a model that cannot be built is one error record.
 """
@@ -85,6 +86,16 @@ def path_formats(path: str) -> tuple[str, ...]:
     return ("onnx", *formats_of_step("tf"))
 
 
+def fallback_formats(formats: tuple[str, ...]) -> tuple[str, ...] | None:
+    """What to convert when converting ``formats`` raised: without Keras first (an op the
+    builder lacks), then ONNX alone (the TF step failed too); None when nothing is left."""
+    if "keras" in formats:
+        return tuple(f for f in formats if f != "keras")
+    if "onnx" in formats and len(formats) > 1:
+        return ("onnx",)
+    return None
+
+
 def model_ref(model: str, weights: str):
     """What ``convert_model`` takes for ``model``: its name, or a user's factory's entry."""
     from zoo.sources.user import is_user_target, user_entry
@@ -109,15 +120,17 @@ def run_path(model: str, path: str, *, weights: str, out: Path,
                                  log=lambda s: print(s, file=sys.stderr))
     except Exception as exc:  # noqa: BLE001  the reason is the record
         result.error = error_line(exc)
-        if "keras" in formats:  # the Keras builder may be what failed: the rest without it
+        fewer = fallback_formats(formats)
+        if fewer:  # what failed may be one step: the formats before it still get their row
             peak = _peak_rss_mb()
-            rest = run_path(model, path, weights=weights, out=out,
-                            formats=tuple(f for f in formats if f != "keras"))
-            rest.formats["keras"] = FormatResult("keras", error=result.error)
+            rest = run_path(model, path, weights=weights, out=out, formats=fewer)
+            for f in formats:
+                if f not in fewer:
+                    rest.formats[f] = FormatResult(f, error=result.error)
+            rest.formats = {f: rest.formats[f] for f in formats}
             rest.seconds = round(time.perf_counter() - t0, 1)
             rest.peak_rss_mb = max(v for v in (peak, rest.peak_rss_mb, 0.0) if v is not None)
-            onnx_made = rest.formats.get("onnx", FormatResult("onnx")).converted
-            rest.error = "" if onnx_made else result.error
+            rest.error = "" if rest.formats.get("onnx", FormatResult("")).converted else result.error
             return rest
         result.seconds = round(time.perf_counter() - t0, 1)
         result.peak_rss_mb = _peak_rss_mb()

@@ -1,6 +1,7 @@
 """converters.keras on transformers: tiny attention blocks, then torchvision's ViT, Swin and MaxViT."""
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -168,6 +169,41 @@ class MaskNet(nn.Module):
         return self.fc(y.mean((2, 3)))
 
 
+class Reductions(nn.Module):
+    """timm's EdgeNeXt, SwiftFormer and ConvNeXt-RMS pieces: a Fourier position encoding from
+    the running sum of a batch-shaped mask (CumSum, Sin, Cos), ``F.normalize`` (ReduceL2, an
+    Expand of a model tensor), an RMS scale over a size folded from the shape (ReduceProd at
+    build time), and Sum/Max/Min/Prod over tensors."""
+
+    def __init__(self, dim: int = 8) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, dim, 4, stride=4)
+        self.fc = nn.Linear(4 * dim, 10)
+
+    @staticmethod
+    def fourier(b: int, h: int, w: int) -> torch.Tensor:
+        not_mask = ~torch.zeros(b, h, w, dtype=torch.bool)
+        dim_t = torch.arange(4, dtype=torch.float32)
+        dim_t = 10000 ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / 4)
+        pos = []
+        for axis in (1, 2):
+            e = not_mask.cumsum(axis, dtype=torch.float32)
+            e = e / (e.narrow(axis, e.shape[axis] - 1, 1) + 1e-6) * 2 * math.pi
+            p = e[:, :, :, None] / dim_t
+            pos.append(torch.stack((p[..., 0::2].sin(), p[..., 1::2].cos()), dim=4).flatten(3))
+        return torch.cat(pos, dim=3).permute(0, 3, 1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        b, _, h, w = y.shape
+        y = F.normalize(y + self.fourier(b, h, w), dim=1)
+        size = torch.tensor(y.shape[2:]).prod()
+        y = y * torch.rsqrt(y.pow(2).sum((2, 3), keepdim=True) / size + 1e-6)
+        y = y * (y.abs() * 0.1 + 0.9).prod(1, keepdim=True) + y.flip(1).cumsum(1, dtype=None)
+        return self.fc(torch.cat([y.sum((2, 3)) / size, y.amax((2, 3)), y.amin((2, 3)),
+                                  y.mean((2, 3))], 1))
+
+
 def _small_vit() -> nn.Module:
     return torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=2,
                                                 num_heads=2, hidden_dim=16, mlp_dim=32,
@@ -188,7 +224,8 @@ def _small_maxvit() -> nn.Module:
 
 # name -> (factory, image size, whether Keras holds exactly PyTorch's parameters)
 TINY = {"deit": (TinyDeiT, 32, True), "swin_parts": (TinySwin, 32, False),
-        "masks": (MaskNet, 16, True), "vit": (_small_vit, 32, True),
+        "masks": (MaskNet, 16, True), "reductions": (Reductions, 32, True),
+        "vit": (_small_vit, 32, True),
         "swin": (_small_swin, 40, False), "maxvit": (_small_maxvit, 64, False)}
 
 
@@ -253,6 +290,7 @@ def test_attention_layers_and_batch_layouts(tiny: dict) -> None:
     assert {"BatchReshape", "PadAxes", "Concatenate", "Slice"} <= _kinds(swin)  # windows, roll
     assert "Einsum" in _kinds(onnx_to_keras(tiny["maxvit"][1]))
     assert "Where" in _kinds(onnx_to_keras(tiny["masks"][1]))
+    assert {"CumSum", "Reduce", "BroadcastTo"} <= _kinds(onnx_to_keras(tiny["reductions"][1]))
 
 
 @pytest.mark.parametrize("name, layer", [("deit", "norm"), ("vit", "encoder.ln")])

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from converters.sweep.run import sweep_status
+from converters.sweep.worker import fallback_formats
 from converters.sweep.select import parse_params, select_models
 from converters.sweep.table import COLUMNS, coverage, md_rows, verdict
 
@@ -197,3 +198,35 @@ def test_a_failing_ill_conditioned_model_says_so():
                               "features.6.3.block.3.0 (Conv)"), problem
     rows[0] |= {"torch_floor": 0.27, "logits_max": 350.0}  # efficientnet_b0's: 0.08%
     assert md_rows(rows)[0][-1] == "onnx: first divergent features.6.3.block.3.0 (Conv)"
+
+
+def test_fallback_formats_drop_keras_then_keep_onnx_alone():
+    assert fallback_formats(tuple(FORMATS)) == tuple(FORMATS[:4])
+    assert fallback_formats(tuple(FORMATS[:4])) == ("onnx",)
+    assert fallback_formats(("onnx",)) is None
+
+
+def test_onnx_row_survives_when_every_tf_step_fails(monkeypatch, tmp_path):
+    """Keras and onnx2tf both failing (timm's swiftformer_xs, as swept) still leaves the
+    ONNX export its row: converted, run and checked for real; each failed format keeps the
+    error of the attempt that included it."""
+    import converters.pipeline as pipeline
+    from converters.sweep import worker
+
+    real = pipeline.convert_model
+
+    def no_tf(model, opts, **kwargs):
+        if opts.formats != ("onnx",):
+            raise RuntimeError(f"TF step failed for {len(opts.formats)} formats")
+        return real(model, opts, **kwargs)
+
+    monkeypatch.setattr(pipeline, "convert_model", no_tf)
+    result = worker.run_path(str(REPO / f"{FIXTURE}:tiny_net"), "tool", weights="random",
+                             out=tmp_path)
+    assert list(result.formats) == FORMATS and not result.error
+    onnx = result.formats["onnx"]
+    assert (onnx.converted, onnx.ran, onnx.agreed, onnx.parity) == (True, True, True, "pass")
+    assert onnx.max_abs_err < 1e-4 and onnx.top1 == 1.0
+    assert "for 5 formats" in result.formats["keras"].error
+    assert all("for 4 formats" in result.formats[f].error and not result.formats[f].converted
+               for f in FORMATS[1:4])

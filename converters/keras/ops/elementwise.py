@@ -71,7 +71,8 @@ def _function(op: str) -> Handler:
 
 for _onnx, _op in (("Sqrt", "sqrt"), ("Exp", "exp"), ("Log", "log"), ("Abs", "abs"),
                    ("Neg", "neg"), ("Reciprocal", "reciprocal"), ("Floor", "floor"),
-                   ("Ceil", "ceil"), ("Not", "not"), ("Softplus", "softplus")):
+                   ("Ceil", "ceil"), ("Not", "not"), ("Softplus", "softplus"),
+                   ("Sin", "sin"), ("Cos", "cos")):
     register(_onnx)(_function(_op))
 
 

@@ -141,7 +141,8 @@ def slice_(node: Node, vals: list[Const | None]) -> Const:
     return _same(lambda a: a[tuple(index)], vals[0])
 
 
-@folds("Expand", note="of a constant or parameter; to the batch: a BatchBroadcast layer")
+@folds("Expand", note="of a model tensor along static axes; of a constant or parameter; "
+       "to the batch: a BatchBroadcast layer")
 def expand(node: Node, vals: list[Const | None]) -> Const | None:
     if vals[1].is_dynamic:
         return None  # a class token broadcast over the batch: made by the handler

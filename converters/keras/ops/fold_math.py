@@ -123,6 +123,8 @@ folds("Log")(_unary(np.log))
 folds("Reciprocal")(_unary(np.reciprocal))
 folds("Floor")(_unary(np.floor))
 folds("Ceil")(_unary(np.ceil))
+folds("Sin")(_unary(np.sin))
+folds("Cos")(_unary(np.cos))
 
 
 @folds("Where")

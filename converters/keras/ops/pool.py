@@ -1,4 +1,4 @@
-"""Pooling: MaxPool, AveragePool (PyTorch padding and ceil_mode), global and mean reductions.
+"""Pooling: MaxPool, AveragePool (PyTorch padding and ceil_mode) and the global pools.
 
 Keras' "same" padding puts the odd pixel at the end and ``ceil_mode`` has no
 Keras counterpart, so pads are made explicit: the exact output size is
@@ -13,7 +13,7 @@ import numpy as np
 
 from converters.keras.context import BuildContext
 from converters.keras.graph import Node
-from converters.keras.layers import ConstantPadding2D, ExactAveragePooling2D, ReduceMean, window_counts
+from converters.keras.layers import ConstantPadding2D, ExactAveragePooling2D, window_counts
 from converters.keras.layout import Sym, after_removing, channels_last
 from converters.keras.ops.registry import register
 from converters.pool_pads import OpView, nonnegative, pool_axis as _axis
@@ -114,21 +114,3 @@ def global_max_pool(ctx: BuildContext, node: Node) -> None:
     x = _nhwc(ctx, node)
     layer = keras.layers.GlobalMaxPooling2D(keepdims=True, name=ctx.layer_name(node))
     ctx.emit(node, layer, x.tensor, x.perm)
-
-
-@register("ReduceMean")
-def reduce_mean(ctx: BuildContext, node: Node) -> None:
-    x = ctx.sym(node)
-    axes_in = ctx.const(node, 1)
-    axes = axes_in.ints() if axes_in is not None else node.attr("axes", list(range(x.rank)))
-    axes = sorted(a % x.rank for a in axes)
-    keepdims = bool(node.attr("keepdims", 1))
-    keras_axes = sorted(x.keras_axis(a) for a in axes)
-    perm = x.perm if keepdims else after_removing(x.perm, axes)
-    if x.batch_axis in axes:
-        raise node.unsupported("a mean over the batch axis")
-    if x.rank == 4 and keras_axes == [1, 2]:
-        layer = keras.layers.GlobalAveragePooling2D(keepdims=keepdims, name=ctx.layer_name(node))
-    else:
-        layer = ReduceMean(keras_axes, keepdims, name=ctx.layer_name(node))
-    ctx.emit(node, layer, x.tensor, perm)

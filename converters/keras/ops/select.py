@@ -1,4 +1,4 @@
-"""Masks and batch-sized constants: Where on model tensors, Expand/ConstantOfShape to the batch.
+"""Masks and broadcasts: Where on model tensors, Expand of a tensor, Expand/ConstantOfShape to the batch.
 
 ViT expands its class token to ``(batch, 1, 768)``: a ``BatchBroadcast``
 layer holds the token as a trainable weight and repeats it over the batch of
@@ -12,7 +12,7 @@ from converters.keras.context import BuildContext
 from converters.keras.graph import Node
 from converters.keras.layout import Const, Sym, constant_in_layout, preferred
 from converters.keras.ops.registry import register
-from converters.keras.tensor_layers import BatchBroadcast, Where
+from converters.keras.tensor_layers import BatchBroadcast, BroadcastTo, Where
 
 
 @register("Where")
@@ -44,8 +44,30 @@ def where(ctx: BuildContext, node: Node) -> None:
 def expand(ctx: BuildContext, node: Node) -> None:
     x, target = ctx.value(node, 0), ctx.const(node, 1)
     if isinstance(x, Sym):
-        raise node.unsupported("expanding a model tensor (only constants and parameters)")
-    batch_constant(ctx, node, x, target)
+        expand_tensor(ctx, node, x, target)
+    else:
+        batch_constant(ctx, node, x, target)
+
+
+def expand_tensor(ctx: BuildContext, node: Node, x: Sym, target: Const) -> None:
+    """A model tensor broadcast along its static axes (``F.normalize``'s ``expand_as``);
+    its batch axis stays as it is (the target's entry there is 1 or the same batch)."""
+    dims, mask = target.ints(), [bool(m) for m in target.mask().reshape(-1)]
+    if len(dims) != x.rank:
+        raise node.unsupported(f"expanding a rank-{x.rank} tensor to rank {len(dims)}")
+    out = list(x.onnx_shape)
+    for axis, (dim, dynamic) in enumerate(zip(dims, mask)):
+        if axis == x.batch_axis:
+            if not (dim == 1 and not dynamic) and not (dynamic and dim == x.factor):
+                raise node.unsupported("expanding along the batch axis")
+        elif dynamic:
+            raise node.unsupported("a batch-dependent size on a static axis")
+        elif out[axis] not in (1, dim) and dim != 1:
+            raise node.unsupported(f"expanding size {out[axis]} to {dim}")
+        else:
+            out[axis] = max(out[axis], dim)
+    shape = [out[a] for a in x.perm[1:]]
+    ctx.emit(node, BroadcastTo(shape, name=ctx.layer_name(node)), x.tensor, x.perm)
 
 
 @register("ConstantOfShape")
