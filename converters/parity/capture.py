@@ -77,7 +77,8 @@ def capture_tflite(path: Path, tensor_map: dict, x: np.ndarray, fmt: str,
                           preserve_all_tensors=True)
     with runner:
         out = runner.infer({"input": x})
-        by_layer = _tflite_activations(runner.interpreter.get_tensor_details())
+        by_layer = _tflite_activations(runner.interpreter.get_tensor_details(),
+                                       _execution_order(runner.interpreter))
         tensor_map = _with_scope_names(tensor_map, by_layer)
         onnx_of_layer = {layer: name for name, rec in tensor_map.items()
                          for layer in (rec["tf_layer"], *rec["tf_aliases"])}
@@ -143,22 +144,38 @@ def _with_scope_names(tensor_map: dict, by_layer: dict[str, tuple[int, list[str]
                              for n, r in keras_recs.items()}}
 
 
-def _tflite_activations(details: list[dict]) -> dict[str, tuple[int, list[str]]]:
+def _execution_order(interpreter) -> list[int]:
+    """Output tensor indices in the order the ops run ([] where the interpreter hides it)."""
+    try:
+        ops = interpreter._get_ops_details()  # noqa: SLF001  public in all but name
+    except AttributeError:
+        return []
+    order: dict[int, None] = {}
+    for op in ops:
+        order.update(dict.fromkeys(int(i) for i in op["outputs"]))
+    return list(order)
+
+
+def _tflite_activations(details: list[dict], order: list[int] | None = None
+                        ) -> dict[str, tuple[int, list[str]]]:
     """TF layer name -> (tensor index, TF layers fused into that tensor).
 
     A tensor named ``model/tf.nn.relu_20/Relu;model/tf.nn.convolution_20/convolution``
-    holds the result of the first op named; the others were fused into it.
-    Activations have a dynamic batch axis; weights do not.
+    holds the result of the first op named; the others were fused into it. A layer that
+    is several ops (Keras' ``hard_sigmoid``: ``relu6(x + 3)``, then ``/ 6``) names several
+    tensors: its output is the one made last, in ``order`` (the ops' execution order;
+    tensor index order where unknown). Activations have a dynamic batch axis; weights do not.
     """
+    rank = {idx: i for i, idx in enumerate(order or ())}
     out: dict[str, tuple[int, list[str]]] = {}
-    for d in details:
+    for d in sorted(details, key=lambda d: (rank.get(d["index"], -1), d["index"])):
         sig = d["shape_signature"]
         if not (len(sig) and sig[0] == -1):
             continue
         # "<keras model name>/<layer>/<op>"; the model name may be numbered (model_104)
         layers = [part.split("/")[1] for part in d["name"].split(";") if part.count("/") >= 2]
         if layers:
-            out.setdefault(layers[0], (d["index"], layers))
+            out[layers[0]] = (d["index"], layers)
     return out
 
 

@@ -182,8 +182,28 @@ class MiscNet(nn.Module):
         return self.fc(nn.functional.adaptive_max_pool2d(y, 1).squeeze(3).squeeze(2))
 
 
+class ResizeNet(nn.Module):
+    """Resize as PyTorch exports it: nearest up and down by integers (HRNet's, EfficientFormerV2's
+    upsampling), bilinear to a size up and down (CoaT's, CrossViT's)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)  # 8 x 8
+        interpolate = nn.functional.interpolate
+        parts = (self.up(y), interpolate(y, scale_factor=0.5, mode="nearest"),
+                 interpolate(y, size=(11, 13), mode="bilinear", align_corners=False),
+                 interpolate(y, size=(5, 3), mode="bilinear", align_corners=False))
+        return self.fc(torch.cat([p.amax((2, 3)) for p in parts], 1))
+
+
 TINY = {"tiny": (TinyNet, 32), "depthwise": (DepthwiseNet, 32), "pools": (PoolNet, 33),
-        "shuffle": (ShuffleNet, 32), "convnext": (TinyConvNeXt, 32), "misc": (MiscNet, 16)}
+        "shuffle": (ShuffleNet, 32), "convnext": (TinyConvNeXt, 32), "misc": (MiscNet, 16),
+        "resize": (ResizeNet, 16)}
 
 
 def _randomize(model: nn.Module, seed: int) -> nn.Module:
@@ -239,6 +259,37 @@ def test_logits_match_torch(tiny: dict, name: str, batch: int) -> None:
     got, want = _keras_logits(conversion.model, x), _torch_logits(model, x)
     assert got.shape == want.shape
     assert np.abs(got - want).max() <= ATOL
+
+
+class ParameterMath(nn.Module):
+    """Computation on parameters alone, folded at build time: NF-Net's weight standardisation
+    (``F.batch_norm`` in training mode on the conv weight), ConViT's sigmoid gate, and
+    MaxViT-rmlp's relative-position MLP (MatMul and GELU on a coordinate table)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(8, 3, 3, 3))
+        self.gain = nn.Parameter(torch.rand(8) + 0.5)
+        self.gate = nn.Parameter(torch.randn(8))
+        self.register_buffer("coords", torch.randn(9, 2))
+        self.mlp = nn.Sequential(nn.Linear(2, 16), nn.GELU(), nn.Linear(16, 8))
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = nn.functional.batch_norm(self.weight.reshape(1, 8, -1), None, None, weight=self.gain,
+                                     training=True, momentum=0.0, eps=1e-5).reshape_as(self.weight)
+        y = nn.functional.conv2d(x, w, padding=1) * torch.sigmoid(self.gate).view(1, 8, 1, 1)
+        bias = self.mlp(self.coords).mean(0).view(1, 8, 1, 1)
+        return self.fc((y + bias).mean((2, 3)))
+
+
+def test_parameter_math_folds_at_build_time(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = ParameterMath().eval()
+    path = export_onnx(model, input_shape=(1, 3, 8, 8), path=tmp_path / "params.onnx")
+    x = _nchw_input(8, batch=3)
+    got = _keras_logits(onnx_to_keras(path).model, x)
+    assert np.abs(got - _torch_logits(model, x)).max() <= ATOL
 
 
 @pytest.mark.parametrize("name", list(TINY))

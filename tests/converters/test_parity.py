@@ -120,6 +120,24 @@ def test_tflite_fused_names_with_numbered_model_scope():
                                          "tf.nn.convolution"])}
 
 
+def test_tflite_layer_of_several_ops_is_read_from_its_last():
+    """Keras' hard_sigmoid is relu6(x + 3) fused into the Conv before it, then / 6 (as in
+    timm's ghostnet_100 SE gate): the gate's output is the division, made last. Reading the
+    first tensor compared relu6's, six times too large (SNR -14 dB, a false FAIL)."""
+    from converters.parity.capture import _tflite_activations
+
+    gate = "ghostnet_1/se.gate.HardSigmoid_1"
+    details = [
+        {"index": 260, "shape_signature": [-1, 1, 1, 72], "name": f"{gate}/truediv"},
+        {"index": 259, "shape_signature": [-1, 1, 1, 72],
+         "name": f"{gate}/Relu6;{gate}/add;ghostnet_1/se.conv_expand.Conv_1/BiasAdd"},
+    ]
+    for order in ([259, 260], None):  # the ops' order, else tensor index order
+        found = _tflite_activations(details, order)
+        assert found["se.gate.HardSigmoid_1"] == (260, ["se.gate.HardSigmoid_1"])
+    assert _tflite_activations(details, [260, 259])["se.gate.HardSigmoid_1"][0] == 259
+
+
 NAN_MODULE = "features.12.expand3x3"  # the layer the issue saw "diverge" on a damaged ONNX
 
 

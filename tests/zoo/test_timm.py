@@ -51,6 +51,8 @@ def test_an_entry_whose_builder_computes_at_init_is_derived():
     name stopped the whole timm sweep before it converted anything)."""
     entry = get_entry("timm/vit_tiny_r_s16_p8_224")
     assert (entry.feature_layer, entry.feature_dim, entry.num_classes) == ("head", 192, 1000)
+    # and its parameter count, read the same way (the sweep's params column failed on it)
+    assert published_meta(entry).num_params == 6_337_704
 
 
 def test_missing_weights_are_one_line_offline(empty_hf_cache, monkeypatch):

@@ -44,11 +44,26 @@ def cfg_preprocessing(cfg: Any) -> Preprocessing:
                          tuple(float(s) for s in cfg.std), str(cfg.interpolation or "bilinear"))
 
 
+def skeleton(name: str) -> "torch.nn.Module":
+    """``name`` built for its structure (head, parameter count): parameters on the meta
+    device, no memory; a real build where the builder computes at init (hybrid ViTs run
+    their backbone on a dummy image, which meta parameters cannot)."""
+    import timm
+
+    from zoo.heads import empty_init
+
+    try:
+        with empty_init():
+            return timm.create_model(name, pretrained=False)
+    except (RuntimeError, NotImplementedError):
+        return timm.create_model(name, pretrained=False)
+
+
 @lru_cache(maxsize=None)
 def derive_entry(name: str) -> ModelEntry:
     import timm
 
-    from zoo.heads import empty_init, find_head, head_width
+    from zoo.heads import find_head, head_width
     from zoo.registry import UnknownModelError
 
     if not timm.is_model(name):
@@ -59,11 +74,7 @@ def derive_entry(name: str) -> ModelEntry:
         raise UnknownModelError(f"unknown timm model {name!r}{hint} "
                                 "(`python -m zoo list 'timm/PATTERN'` lists them)")
     cfg = pretrained_cfg(name)
-    try:
-        with empty_init():
-            model = timm.create_model(name, pretrained=False)
-    except (RuntimeError, NotImplementedError):  # a builder that computes at init (hybrid
-        model = timm.create_model(name, pretrained=False)  # ViTs run their backbone): real
+    model = skeleton(name)
     classifier = cfg.classifier[0] if isinstance(cfg.classifier, (tuple, list)) else cfg.classifier
     head, layer = find_head(model, classifier)
     dim, classes = head_width(layer)
@@ -155,13 +166,8 @@ class TimmSource:
         return cached_weights(pretrained_cfg(entry.builder).hf_hub_id) is not None
 
     def published_meta(self, entry: ModelEntry, tag: str | None) -> PublishedMeta:
-        import timm
-
-        from zoo.heads import empty_init
-
         cfg = pretrained_cfg(f"{entry.builder.split('.')[0]}.{tag}" if tag else entry.builder)
-        with empty_init():
-            params = sum(p.numel() for p in timm.create_model(entry.builder).parameters())
+        params = sum(p.numel() for p in skeleton(entry.builder).parameters())
         url = f"https://huggingface.co/{cfg.hf_hub_id}" if cfg.hf_hub_id else (cfg.url or "")
         # "timm/<arch>.<tag>" (the list shows the tag), or "none": timm publishes no weights
         return PublishedMeta(weights=cfg.hf_hub_id or "none", url=url,

@@ -6,7 +6,7 @@ build-time evaluation) and ``SUPPORTED_OPS`` are views of that one registry.
 from __future__ import annotations
 
 from converters.keras.ops import (attention, elementwise, fold, fold_math, nn, pool,  # noqa: F401
-                                  reduce, reshape, select, tensor)
+                                  reduce, reshape, resize, select, tensor)
 from converters.keras.ops.registry import FoldFn, Handler, OpEntry, entries
 
 ENTRIES: dict[str, OpEntry] = entries()

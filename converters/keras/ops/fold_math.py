@@ -6,6 +6,7 @@ Anything else would fold a value true for one batch size only, so it is refused.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
@@ -124,6 +125,42 @@ folds("Reciprocal")(_unary(np.reciprocal))
 folds("Floor")(_unary(np.floor))
 folds("Ceil")(_unary(np.ceil))
 folds("Sin")(_unary(np.sin))
+# activations of a parameter (ConViT's gate, EfficientViM's): the value the layer would see
+folds("Sigmoid")(_unary(lambda x: 1 / (1 + np.exp(-x))))
+folds("Tanh")(_unary(np.tanh))
+folds("Relu")(_unary(lambda x: np.maximum(x, 0)))
+folds("Softplus")(_unary(lambda x: np.logaddexp(0, x)))
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+folds("Erf")(_unary(_erf))
+
+
+@folds("Gelu")
+def gelu(node: Node, vals: list[Const | None]) -> Const:
+    static(node, vals[0])
+    x = vals[0].value.astype(np.float64)
+    if node.attr("approximate", "none") == "tanh":
+        out = 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+    else:
+        out = 0.5 * x * (1 + _erf(x / math.sqrt(2)))
+    return Const(out.astype(vals[0].value.dtype))
+
+
+@folds("MatMul")
+def matmul(node: Node, vals: list[Const | None]) -> Const:
+    """Of known values (MaxViT-rmlp's relative-position MLP runs on a coordinate table)."""
+    static(node, *vals)
+    return Const(np.matmul(vals[0].value, vals[1].value))
+
+
+@folds("Gemm")
+def gemm(node: Node, vals: list[Const | None]) -> Const:
+    static(node, *vals)
+    a, b = vals[0].value, vals[1].value
+    a, b = (a.T if node.attr("transA", 0) else a), (b.T if node.attr("transB", 0) else b)
+    out = float(node.attr("alpha", 1.0)) * (a @ b)
+    if len(vals) > 2 and vals[2] is not None:
+        out = out + float(node.attr("beta", 1.0)) * vals[2].value
+    return Const(out.astype(a.dtype))
 folds("Cos")(_unary(np.cos))
 
 

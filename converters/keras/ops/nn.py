@@ -6,9 +6,10 @@ import numpy as np
 
 from converters.keras.context import BuildContext
 from converters.keras.graph import Node
-from converters.keras.layout import Sym, channels_last, identity
+from converters.keras.layout import Const, Sym, channels_last, identity
 from converters.keras.ops.attention import batched_matmul
-from converters.keras.ops.registry import register
+from converters.keras.ops.fold import static
+from converters.keras.ops.registry import folds, register
 
 
 def _spatial_input(ctx: BuildContext, node: Node) -> Sym:
@@ -68,6 +69,21 @@ def batch_normalization(ctx: BuildContext, node: Node) -> None:
         axis=x.keras_axis(1), epsilon=float(node.attr("epsilon", 1e-5)),
         momentum=float(node.attr("momentum", 0.9)), name=ctx.layer_name(node))
     ctx.emit(node, layer, x.tensor, x.perm, weights=[gamma, beta, mean, var])
+
+
+@folds("BatchNormalization")
+def batch_normalization_fold(node: Node, vals: list[Const | None]) -> Const:
+    """On a parameter (NF-Nets standardise each conv's weight with ``F.batch_norm`` in
+    training mode: its own statistics, over every axis but 1)."""
+    x, gamma, beta, mean, var = (v.value if v is not None else None for v in vals[:5])
+    static(node, *vals[:5])
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    if node.attr("training_mode", 0):
+        axes = tuple(a for a in range(x.ndim) if a != 1)
+        mean, var = x.mean(axis=axes), x.var(axis=axes)
+    eps = float(node.attr("epsilon", 1e-5))
+    out = (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps)
+    return Const((out * gamma.reshape(shape) + beta.reshape(shape)).astype(x.dtype))
 
 
 @register("Gemm")
