@@ -184,16 +184,20 @@ class MiscNet(nn.Module):
 
 class ResizeNet(nn.Module):
     """Resize as PyTorch exports it: nearest up and down by integers (HRNet's, EfficientFormerV2's
-    upsampling), bilinear to a size up and down (CoaT's, CrossViT's)."""
+    upsampling), bilinear to a size up and down (CoaT's, CrossViT's); 1-D convolutions on the
+    flattened map, depthwise and dilated (CoaT's, EfficientViM's)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
         self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.seq = nn.Conv1d(8, 8, 3, padding=1, groups=8)  # depthwise, on the 64 pixels
+        self.seq2 = nn.Conv1d(8, 8, 2, dilation=2, padding=1)
         self.fc = nn.Linear(32, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv(x)  # 8 x 8
+        y = y + self.seq2(self.seq(y.flatten(2))).view_as(y)
         interpolate = nn.functional.interpolate
         parts = (self.up(y), interpolate(y, scale_factor=0.5, mode="nearest"),
                  interpolate(y, size=(11, 13), mode="bilinear", align_corners=False),

@@ -36,8 +36,10 @@ def _conv_padding(ctx: BuildContext, node: Node, x: Sym, kernel: tuple[int, int]
     return ctx.helper(node, pad, x.tensor, x.perm), "valid"
 
 
-@register("Conv", note="2-D, grouped and depthwise, any pads/strides/dilations")
+@register("Conv", note="1-D and 2-D, grouped and depthwise, any pads/strides/dilations")
 def conv(ctx: BuildContext, node: Node) -> None:
+    if ctx.sym(node).rank == 3:
+        return conv1d(ctx, node)
     x = _spatial_input(ctx, node)
     w, bias = ctx.weight(node, 1), ctx.weight(node, 2)
     if w.ndim != 4:
@@ -69,6 +71,31 @@ def batch_normalization(ctx: BuildContext, node: Node) -> None:
         axis=x.keras_axis(1), epsilon=float(node.attr("epsilon", 1e-5)),
         momentum=float(node.attr("momentum", 0.9)), name=ctx.layer_name(node))
     ctx.emit(node, layer, x.tensor, x.perm, weights=[gamma, beta, mean, var])
+
+
+def conv1d(ctx: BuildContext, node: Node) -> None:
+    """A Conv on (N, C, L) sequences (CoaT's aggregation, EfficientViM's projections)."""
+    x = ctx.to_layout(node, ctx.sym(node), channels_last(3))
+    w, bias = ctx.weight(node, 1), ctx.weight(node, 2)
+    if w.ndim != 3 or node.attr("auto_pad", "NOTSET") != "NOTSET":
+        raise node.unsupported(f"a rank-{w.ndim} kernel on a sequence, auto_pad")
+    out_ch, in_per_group, k = w.shape
+    in_ch, groups = x.keras_shape[-1], node.attr("group", 1)
+    left, right = node.attr("pads", [0, 0])
+    if left or right:
+        pad = keras.layers.ZeroPadding1D((left, right), name=ctx.layer_name(node, "pad"))
+        x = ctx.helper(node, pad, x.tensor, x.perm)
+    common = dict(kernel_size=k, strides=node.attr("strides", [1])[0], padding="valid",
+                  dilation_rate=node.attr("dilations", [1])[0], use_bias=bias is not None,
+                  name=ctx.layer_name(node))
+    if groups == in_ch and groups > 1 and in_per_group == 1:
+        mult = out_ch // in_ch
+        layer = keras.layers.DepthwiseConv1D(depth_multiplier=mult, **common)
+        kernel = w.reshape(in_ch, mult, k).transpose(2, 0, 1)
+    else:
+        layer = keras.layers.Conv1D(out_ch, groups=groups, **common)
+        kernel = w.transpose(2, 1, 0)
+    ctx.emit(node, layer, x.tensor, x.perm, weights=[kernel, *([] if bias is None else [bias])])
 
 
 @folds("BatchNormalization")
