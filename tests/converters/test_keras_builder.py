@@ -167,16 +167,19 @@ class TinyConvNeXt(nn.Module):
 
 
 class MiscNet(nn.Module):
-    """Supported ops no catalog model uses: LeakyReLU, Tanh, Clip, Split, Sub, channel mean, Squeeze."""
+    """Supported ops no catalog model uses: LeakyReLU, Tanh, Clip, Split, Sub, channel mean,
+    Squeeze, GroupNorm (ShViT's, one group and four) and InstanceNorm2d, as InstanceNormalization."""
 
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, 12, 3, padding=1)
+        self.norms = nn.Sequential(nn.GroupNorm(1, 12), nn.GroupNorm(4, 12),
+                                   nn.InstanceNorm2d(12, affine=True))
         self.act = nn.LeakyReLU(0.1)
         self.fc = nn.Linear(8, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a, b, c = torch.split(self.act(self.conv(x)), [4, 4, 4], dim=1)
+        a, b, c = torch.split(self.act(self.norms(self.conv(x))), [4, 4, 4], dim=1)
         y = torch.tanh(a) - b.clamp(-0.5, 0.7) + c.mean(1, keepdim=True)
         y = torch.cat([y, torch.sigmoid(y)], 1)
         return self.fc(nn.functional.adaptive_max_pool2d(y, 1).squeeze(3).squeeze(2))

@@ -1,4 +1,4 @@
-"""Layers with parameters: Conv, BatchNormalization, Gemm, MatMul, LayerNormalization."""
+"""Layers with parameters: Conv, BatchNormalization, Gemm, MatMul, Layer/InstanceNormalization."""
 from __future__ import annotations
 
 import keras
@@ -141,6 +141,28 @@ def matmul(ctx: BuildContext, node: Node) -> None:
     x = ctx.to_layout(node, x, (*(a for a in x.perm if a != last), last))
     layer = keras.layers.Dense(kernel.shape[1], use_bias=bias is not None, name=ctx.layer_name(node))
     ctx.emit(node, layer, x.tensor, x.perm, weights=[kernel] + ([] if bias is None else [bias]))
+
+
+@register("InstanceNormalization", note="any rank; GroupNorm exports as it")
+def instance_normalization(ctx: BuildContext, node: Node) -> None:
+    """Each sample's channels normalised over their other axes: Keras' GroupNormalization
+    with a group per channel (PyTorch's GroupNorm exports as this on a (N, groups, -1)
+    reshape, then its affine Mul and Add)."""
+    x = ctx.sym(node)
+    if x.batch_axis != 0 or x.rank < 3:
+        raise node.unsupported(f"a rank-{x.rank} input with the batch on axis {x.batch_axis}")
+    # parameters, or constants: GroupNorm's ones and zeros (its affine follows) are left
+    # out, so Keras holds exactly PyTorch's parameters
+    scale_in, bias_in = ctx.const(node, 1), ctx.const(node, 2)
+    scale, bias = (c.value.astype(np.float32) for c in (scale_in, bias_in))
+    use_scale = scale_in.weight is not None or not (scale == 1).all()
+    use_bias = bias_in.weight is not None or (bias != 0).any()
+    layer = keras.layers.GroupNormalization(groups=scale.shape[0], axis=x.keras_axis(1),
+                                            epsilon=float(node.attr("epsilon", 1e-5)),
+                                            scale=bool(use_scale), center=bool(use_bias),
+                                            name=ctx.layer_name(node))
+    weights = [w for w, used in ((scale, use_scale), (bias, use_bias)) if used]
+    ctx.emit(node, layer, x.tensor, x.perm, weights=weights)
 
 
 @register("LayerNormalization")
