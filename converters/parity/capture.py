@@ -164,10 +164,14 @@ def _tflite_activations(details: list[dict], order: list[int] | None = None
     holds the result of the first op named; the others were fused into it. A layer that
     is several ops (Keras' ``hard_sigmoid``: ``relu6(x + 3)``, then ``/ 6``) names several
     tensors: its output is the one made last, in ``order`` (the ops' execution order;
-    tensor index order where unknown). Activations have a dynamic batch axis; weights do not.
+    tensor index order where unknown). A layer named again, not first, by a later tensor
+    had its last ops fused forward (a Conv's bias folded into the Add after it): its own
+    tensor is not its output and it is left out. Activations have a dynamic batch axis;
+    weights do not.
     """
     rank = {idx: i for i, idx in enumerate(order or ())}
     out: dict[str, tuple[int, list[str]]] = {}
+    fused_later: set[str] = set()  # layers some of whose ops a later tensor holds
     for d in sorted(details, key=lambda d: (rank.get(d["index"], -1), d["index"])):
         sig = d["shape_signature"]
         if not (len(sig) and sig[0] == -1):
@@ -176,7 +180,11 @@ def _tflite_activations(details: list[dict], order: list[int] | None = None
         layers = [part.split("/")[1] for part in d["name"].split(";") if part.count("/") >= 2]
         if layers:
             out[layers[0]] = (d["index"], layers)
-    return out
+            fused_later.discard(layers[0])
+            fused_later.update(lay for lay in layers[1:] if lay in out and lay != layers[0])
+    # a layer whose last ops ran fused into a later op (pit_ti_224: the patch conv's bias
+    # added with the position embedding) has no tensor of its own output
+    return {layer: found for layer, found in out.items() if layer not in fused_later}
 
 
 def capture_keras(path: Path, x: np.ndarray, fmt: str = "keras") -> Capture:

@@ -138,6 +138,24 @@ def test_tflite_layer_of_several_ops_is_read_from_its_last():
     assert _tflite_activations(details, [260, 259])["se.gate.HardSigmoid_1"][0] == 259
 
 
+def test_tflite_layer_whose_bias_fused_forward_is_left_out():
+    """timm's pit_ti_224: TFLite adds the patch conv's bias together with the position
+    embedding, so the CONV_2D tensor named after the conv lacks its bias (a false FAIL at
+    29.6 dB); the conv has no tensor of its own output."""
+    from converters.parity.capture import _tflite_activations
+
+    m = "pit_ti_224_1"
+    details = [
+        {"index": 165, "shape_signature": [-1, 27, 27, 64],
+         "name": f"{m}/patch_embed.conv.Conv_1/convolution1"},
+        {"index": 166, "shape_signature": [-1, 27, 27, 64],
+         "name": f"{m}/Add_1/Add;{m}/patch_embed.conv.Conv_1/Squeeze;"
+                 f"{m}/patch_embed.conv.Conv_1/BiasAdd"},
+    ]
+    found = _tflite_activations(details, [165, 166])
+    assert list(found) == ["Add_1"] and found["Add_1"][0] == 166
+
+
 NAN_MODULE = "features.12.expand3x3"  # the layer the issue saw "diverge" on a damaged ONNX
 
 
