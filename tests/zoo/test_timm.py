@@ -130,3 +130,14 @@ def test_unknown_timm_name_suggests_close_ones():
     with pytest.raises(UnknownModelError) as err:
         get_entry("timm/vit_smal_patch16_224")
     assert "timm/vit_small_patch16_224" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_models_are_built_exportable(tmp_path):
+    """timm's ``exportable`` switch: attention spelled out, not F.scaled_dot_product_attention,
+    whose traced ``is_causal`` argument stopped eva02's ONNX export; the export now runs."""
+    from converters.onnx_export import export_onnx
+
+    model, _ = build_model("timm/eva02_tiny_patch14_336", weights="random")
+    assert not any(getattr(m, "fused_attn", False) for m in model.modules())
+    path = export_onnx(model, input_shape=(1, 3, 336, 336), path=tmp_path / "eva02.onnx")
+    assert path.stat().st_size > 20e6  # 5.7M float32 parameters

@@ -44,6 +44,13 @@ def cfg_preprocessing(cfg: Any) -> Preprocessing:
                          tuple(float(s) for s in cfg.std), str(cfg.interpolation or "bilinear"))
 
 
+# timm's own switch for models that will be exported (its onnx_export.py sets it): layers
+# pick their exportable form, e.g. attention spelled out instead of
+# F.scaled_dot_product_attention, whose traced is_causal argument stopped eva02's export
+# ("argument 'is_causal' must be bool, not Tensor"). Same parameters, same function.
+EXPORT_KWARGS = {"exportable": True}
+
+
 def skeleton(name: str) -> "torch.nn.Module":
     """``name`` built for its structure (head, parameter count): parameters on the meta
     device, no memory; a real build where the builder computes at init (hybrid ViTs run
@@ -144,7 +151,8 @@ class TimmSource:
     def build(self, entry: ModelEntry) -> "torch.nn.Module":
         import timm
 
-        return timm.create_model(entry.builder, pretrained=False, **entry.builder_kwargs)
+        return timm.create_model(entry.builder, pretrained=False, **EXPORT_KWARGS,
+                                 **entry.builder_kwargs)
 
     def finish(self, entry: ModelEntry, model: "torch.nn.Module") -> "torch.nn.Module":
         return model
@@ -159,6 +167,7 @@ class TimmSource:
         hub_id = pretrained_cfg(name).hf_hub_id
         path = cached_weights(hub_id) or _download(entry, hub_id)
         model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": path},
+                                  **EXPORT_KWARGS,
                                   **entry.builder_kwargs)
         return model, WeightsSource("imagenet", f"pretrained (timm {hub_id})", path, True)
 
