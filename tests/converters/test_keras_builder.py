@@ -270,8 +270,9 @@ def test_logits_match_torch(tiny: dict, name: str, batch: int) -> None:
 
 class ParameterMath(nn.Module):
     """Computation on parameters alone, folded at build time: NF-Net's weight standardisation
-    (``F.batch_norm`` in training mode on the conv weight), ConViT's sigmoid gate, and
-    MaxViT-rmlp's relative-position MLP (MatMul and GELU on a coordinate table)."""
+    (``F.batch_norm`` in training mode on the conv weight), ConViT's sigmoid gate,
+    MaxViT-rmlp's relative-position MLP (MatMul and GELU on a coordinate table), a one-hot
+    lookup of clamped indices (GCViT's, NesT's)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -279,6 +280,7 @@ class ParameterMath(nn.Module):
         self.gain = nn.Parameter(torch.rand(8) + 0.5)
         self.gate = nn.Parameter(torch.randn(8))
         self.register_buffer("coords", torch.randn(9, 2))
+        self.register_buffer("index", torch.tensor([0, 3, -1, 9, 2]))
         self.mlp = nn.Sequential(nn.Linear(2, 16), nn.GELU(), nn.Linear(16, 8))
         self.fc = nn.Linear(8, 10)
 
@@ -286,7 +288,8 @@ class ParameterMath(nn.Module):
         w = nn.functional.batch_norm(self.weight.reshape(1, 8, -1), None, None, weight=self.gain,
                                      training=True, momentum=0.0, eps=1e-5).reshape_as(self.weight)
         y = nn.functional.conv2d(x, w, padding=1) * torch.sigmoid(self.gate).view(1, 8, 1, 1)
-        bias = self.mlp(self.coords).mean(0).view(1, 8, 1, 1)
+        lookup = nn.functional.one_hot(self.index.clamp(0, 7), 8).float().sum(0)  # (8,)
+        bias = (self.mlp(self.coords).mean(0) + lookup).view(1, 8, 1, 1)
         return self.fc((y + bias).mean((2, 3)))
 
 

@@ -164,6 +164,30 @@ def gemm(node: Node, vals: list[Const | None]) -> Const:
 folds("Cos")(_unary(np.cos))
 
 
+@folds("Clip")
+def clip(node: Node, vals: list[Const | None]) -> Const:
+    """Of a known value (NesT's pooling pads clamp a constant index)."""
+    static(node, *vals)
+    x = vals[0].value
+    low = vals[1].value if len(vals) > 1 and vals[1] is not None else node.attr("min")
+    high = vals[2].value if len(vals) > 2 and vals[2] is not None else node.attr("max")
+    return Const(np.clip(x, low, high).astype(x.dtype))
+
+
+@folds("OneHot")
+def one_hot(node: Node, vals: list[Const | None]) -> Const:
+    """Of known indices (GCViT's relative-position lookup)."""
+    static(node, *vals)
+    indices, depth, values = vals
+    depth_n = int(np.asarray(depth.value).reshape(-1)[0])
+    idx = indices.value.astype(np.int64)
+    idx = np.where(idx < 0, idx + depth_n, idx)
+    off, on = values.value.reshape(-1)[:2]
+    out = np.where(np.arange(depth_n) == idx[..., None], on, off).astype(values.value.dtype)
+    axis = int(node.attr("axis", -1))
+    return Const(np.moveaxis(out, -1, axis if axis >= 0 else out.ndim + axis))
+
+
 @folds("Where")
 def where(node: Node, vals: list[Const | None]) -> Const:
     cond, x, y = vals
