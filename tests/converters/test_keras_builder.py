@@ -271,7 +271,8 @@ def test_logits_match_torch(tiny: dict, name: str, batch: int) -> None:
 class ParameterMath(nn.Module):
     """Computation on parameters alone, folded at build time: NF-Net's weight standardisation
     (``F.batch_norm`` in training mode on the conv weight), ConViT's sigmoid gate,
-    MaxViT-rmlp's relative-position MLP (MatMul and GELU on a coordinate table), a one-hot
+    MaxViT-rmlp's and ViT-srelpos' relative-position MLPs (Gemm, MatMul with its bias and
+    GELU on a coordinate table), a one-hot
     lookup of clamped indices (GCViT's, NesT's)."""
 
     def __init__(self) -> None:
@@ -279,7 +280,9 @@ class ParameterMath(nn.Module):
         self.weight = nn.Parameter(torch.randn(8, 3, 3, 3))
         self.gain = nn.Parameter(torch.rand(8) + 0.5)
         self.gate = nn.Parameter(torch.randn(8))
-        self.register_buffer("coords", torch.randn(9, 2))
+        self.register_buffer("coords", torch.randn(9, 2))  # Gemm
+        self.register_buffer("coords3", torch.randn(1, 9, 2))  # MatMul with its bias fused
+        self.mlp3 = nn.Linear(2, 8)
         self.register_buffer("index", torch.tensor([0, 3, -1, 9, 2]))
         self.mlp = nn.Sequential(nn.Linear(2, 16), nn.GELU(), nn.Linear(16, 8))
         self.fc = nn.Linear(8, 10)
@@ -289,7 +292,8 @@ class ParameterMath(nn.Module):
                                      training=True, momentum=0.0, eps=1e-5).reshape_as(self.weight)
         y = nn.functional.conv2d(x, w, padding=1) * torch.sigmoid(self.gate).view(1, 8, 1, 1)
         lookup = nn.functional.one_hot(self.index.clamp(0, 7), 8).float().sum(0)  # (8,)
-        bias = (self.mlp(self.coords).mean(0) + lookup).view(1, 8, 1, 1)
+        bias = (self.mlp(self.coords).mean(0) + self.mlp3(self.coords3)[0, 1] + lookup)
+        bias = bias.view(1, 8, 1, 1)
         return self.fc((y + bias).mean((2, 3)))
 
 

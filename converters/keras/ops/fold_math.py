@@ -147,9 +147,11 @@ def gelu(node: Node, vals: list[Const | None]) -> Const:
 
 @folds("MatMul")
 def matmul(node: Node, vals: list[Const | None]) -> Const:
-    """Of known values (MaxViT-rmlp's relative-position MLP runs on a coordinate table)."""
+    """Of known values (MaxViT-rmlp's relative-position MLP runs on a coordinate table);
+    a third input is the bias Add fused into the node (``fuse_matmul_bias``)."""
     static(node, *vals)
-    return Const(np.matmul(vals[0].value, vals[1].value))
+    out = np.matmul(vals[0].value, vals[1].value)
+    return Const(out + vals[2].value if len(vals) > 2 and vals[2] is not None else out)
 
 
 @folds("Gemm")
