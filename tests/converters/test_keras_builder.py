@@ -168,13 +168,15 @@ class TinyConvNeXt(nn.Module):
 
 class MiscNet(nn.Module):
     """Supported ops no catalog model uses: LeakyReLU, Tanh, Clip, Split, Sub, channel mean,
-    Squeeze, GroupNorm (ShViT's, one group and four) and InstanceNorm2d, as InstanceNormalization."""
+    Squeeze, GroupNorm (ShViT's, one group and four) and InstanceNorm2d, as InstanceNormalization,
+    a ``padding="same"`` convolution of even kernel (auto_pad=SAME_UPPER)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, 12, 3, padding=1)
         self.norms = nn.Sequential(nn.GroupNorm(1, 12), nn.GroupNorm(4, 12),
-                                   nn.InstanceNorm2d(12, affine=True))
+                                   nn.InstanceNorm2d(12, affine=True),
+                                   nn.Conv2d(12, 12, 4, padding="same", groups=12))  # ConvMixer
         self.act = nn.LeakyReLU(0.1)
         self.fc = nn.Linear(8, 10)
 

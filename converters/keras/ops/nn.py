@@ -20,9 +20,14 @@ def _spatial_input(ctx: BuildContext, node: Node) -> Sym:
 
 
 def _conv_padding(ctx: BuildContext, node: Node, x: Sym, kernel: tuple[int, int]) -> tuple[Sym, str]:
-    """Keras padding for the node's pads: "same" where it is exact, else a ZeroPadding2D."""
-    if node.attr("auto_pad", "NOTSET") != "NOTSET":
-        raise node.unsupported(f"auto_pad={node.attr('auto_pad')}")
+    """Keras padding for the node's pads: "same" where it is exact, else a ZeroPadding2D.
+    ``auto_pad`` (PyTorch's ``padding="same"``): SAME_UPPER puts an odd pixel at the end,
+    as TensorFlow's "same" does; VALID is none."""
+    auto_pad = node.attr("auto_pad", "NOTSET")
+    if auto_pad in ("SAME_UPPER", "VALID"):
+        return x, "same" if auto_pad == "SAME_UPPER" else "valid"
+    if auto_pad != "NOTSET":
+        raise node.unsupported(f"auto_pad={auto_pad}")
     t, l, b, r = node.attr("pads", [0, 0, 0, 0])
     strides = node.attr("strides", [1, 1])
     dil = node.attr("dilations", [1, 1])
