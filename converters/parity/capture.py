@@ -61,15 +61,18 @@ def capture_onnx(onnx_path: Path, x: np.ndarray, fmt: str = "onnx") -> Capture:
 
 
 def capture_tflite(path: Path, tensor_map: dict, x: np.ndarray, fmt: str,
-                   batch_norms: dict[str, str] | None = None) -> Capture:
+                   folded: dict[str, str] | None = None) -> Capture:
     """TFLite with preserve-all-tensors; TF layer names come from the onnx2tf record.
 
-    ``batch_norms``: ONNX tensor -> the BatchNormalization output that is its only reader
-    (``bn_readers``). TFLite's converter folds such a BatchNormalization into the Conv
-    before it: the Conv's tensor (named after the Conv alone) then holds the BN's output
-    and the BN has no tensor. That tensor is compared with the BN's ONNX output, and the
-    Conv's is unaligned, saying so (compared with the Conv's own output it read as a layer
-    error: 66 dB on a random tiny MaxViT, whose BN eps is 1e-3; 5.7 dB on maxvit_t)."""
+    ``folded``: ONNX tensor -> the output of the affine op that is its only reader
+    (``folded_readers``: a BatchNormalization, or a Mul/Add/Sub/Div by a constant, after a
+    Conv). TFLite's converter folds such an op into the Conv before it: the Conv's tensor
+    (named after the Conv alone) then holds the op's output and the op has no tensor. That
+    tensor is compared with the last op of the chain that has no tensor of its own, and
+    the Conv's output is unaligned, saying so (compared with the Conv's own output it read
+    as a layer error: 66 dB on a random tiny MaxViT, whose BN eps is 1e-3; 5.7 dB on
+    maxvit_t; 0 dB on timm's convnext_zepto_rms, whose layer scale of 1e-6 TFLite
+    multiplied into the Conv's weights)."""
     from converters.runners import RunnerSpec
     from converters.runners.tflite_runner import TfliteRunner
 
@@ -86,16 +89,17 @@ def capture_tflite(path: Path, tensor_map: dict, x: np.ndarray, fmt: str,
         for onnx_name, rec in tensor_map.items():
             found = by_layer.get(rec["tf_layer"])
             if found is None:
-                if onnx_name not in tensors:  # else a Conv's tensor holds it (folded BN)
+                if onnx_name not in tensors:  # else a Conv's tensor holds it (folded op)
                     unaligned[onnx_name] = f"{rec['op']} fused into a following TFLite op"
                 continue
             idx, layers = found
             value = runner.interpreter.get_tensor(idx).astype(np.float32)
-            bn = (batch_norms or {}).get(onnx_name)
-            if bn in tensor_map and tensor_map[bn]["tf_layer"] not in by_layer:
-                unaligned[onnx_name] = (f"{rec['op']}: TFLite folded the BatchNormalization "
-                                        f"after it ({bn}) into it; compared as that BN")
-                onnx_name, rec = bn, tensor_map[bn]
+            holder = _folded_into(onnx_name, tensor_map, by_layer, folded or {})
+            if holder != onnx_name:
+                unaligned[onnx_name] = (f"{rec['op']}: TFLite folded the "
+                                        f"{tensor_map[holder]['op']} after it ({holder}) "
+                                        f"into it; compared as that op")
+                onnx_name, rec = holder, tensor_map[holder]
                 unaligned.pop(onnx_name, None)
             tensors[onnx_name] = to_onnx_layout(value, rec["permutation"])
             fused[onnx_name] = [onnx_of_layer[l] for l in layers[1:]
@@ -104,29 +108,54 @@ def capture_tflite(path: Path, tensor_map: dict, x: np.ndarray, fmt: str,
     return Capture(fmt, tensors, unaligned, fused)
 
 
-# Ops TFLite's converter folds a following BatchNormalization into (its weights and bias
-# absorb the BN's scale and shift). A BN after anything else (DenseNet's after a Concat)
-# stays an op of its own, or fuses forward, and is never read from its input's tensor.
+def _folded_into(name: str, tensor_map: dict, by_layer: dict, folded: dict[str, str]) -> str:
+    """The last tensor of the chain of folded readers after ``name`` with no TFLite tensor
+    of its own (``name`` itself when its reader has one)."""
+    while (nxt := folded.get(name)) in tensor_map and tensor_map[nxt]["tf_layer"] not in by_layer:
+        name = nxt
+    return name
+
+
+# Ops TFLite's converter folds a following affine op into (its weights and bias absorb
+# the scale and shift). An op after anything else (DenseNet's BN after a Concat) stays an
+# op of its own, or fuses forward, and is never read from its input's tensor.
 FOLDS_BATCHNORM = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+AFFINE_BY_CONSTANT = ("Mul", "Add", "Sub", "Div")
 
 
-def bn_readers(onnx_path: Path) -> dict[str, str]:
-    """ONNX tensor -> the output of the BatchNormalization that is its only reader, for a
-    tensor that a Conv (``FOLDS_BATCHNORM``) makes."""
+def folded_readers(onnx_path: Path) -> dict[str, str]:
+    """ONNX tensor -> the output of its only reader when that reader is an affine op TFLite
+    may fold backwards (BatchNormalization, or Mul/Add/Sub/Div by a constant), for tensors a
+    Conv (``FOLDS_BATCHNORM``) makes and for those folded ops' own outputs (a chain)."""
     import onnx
 
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
     readers: dict[str, list] = {}
     producer: dict[str, str] = {}
+    constants = {i.name for i in graph.initializer}
     for node in graph.node:
         for name in node.input:
             readers.setdefault(name, []).append(node)
         for name in node.output:
             producer[name] = node.op_type
+        if node.op_type == "Constant":
+            constants.update(node.output)
     outputs = {o.name for o in graph.output}
-    return {name: nodes[0].output[0] for name, nodes in readers.items()
-            if len(nodes) == 1 and nodes[0].op_type == "BatchNormalization"
-            and producer.get(name) in FOLDS_BATCHNORM and name not in outputs}
+
+    def foldable(node) -> bool:
+        if node.op_type == "BatchNormalization":
+            return True
+        return node.op_type in AFFINE_BY_CONSTANT and len(node.input) == 2 and (
+            sum(i in constants for i in node.input) == 1)
+
+    out = {}
+    for name, nodes in readers.items():
+        if len(nodes) == 1 and foldable(nodes[0]) and name not in outputs:
+            made_by = producer.get(name)
+            if made_by in FOLDS_BATCHNORM or made_by in ("BatchNormalization",
+                                                         *AFFINE_BY_CONSTANT):
+                out[name] = nodes[0].output[0]
+    return out
 
 
 def _with_scope_names(tensor_map: dict, by_layer: dict[str, tuple[int, list[str]]]) -> dict:

@@ -11,9 +11,9 @@ import numpy as np
 from converters.errors import error_line
 from converters.formats import get_format
 from converters.manifest import Manifest, load_manifest
-from converters.parity.capture import (Capture, bn_readers, capture_keras,
-                                       capture_keras_saved_model, capture_onnx, capture_tf,
-                                       capture_tflite, capture_torch)
+from converters.parity.capture import (Capture, capture_keras, capture_keras_saved_model,
+                                       capture_onnx, capture_tf, capture_tflite,
+                                       capture_torch, folded_readers)
 from converters.parity.graph_index import GraphIndex, index_graph
 from converters.parity.metrics import TensorDiff, diff_tensors
 from converters.terminal import Status, no_status
@@ -133,9 +133,9 @@ def _capture_tflite(fmt: str, folder: Path, manifest: Manifest, inputs: ParityIn
     from converters.tf_export import TENSOR_MAP
 
     tensor_map = json.loads((folder / TENSOR_MAP).read_text())
-    batch_norms = bn_readers(folder / manifest.artifact("onnx").path)
+    folded = folded_readers(folder / manifest.artifact("onnx").path)
     return capture_tflite(folder / manifest.artifact(fmt).path, tensor_map, inputs.x, fmt,
-                          batch_norms)
+                          folded)
 
 
 def _capture_keras(fmt: str, folder: Path, manifest: Manifest, inputs: ParityInputs

@@ -160,7 +160,7 @@ def test_tflite_parity_reads_a_batchnorm_after_a_concat_as_itself(tmp_path):
     its logits agreed to 1.4e-5). A tiny DenseNet, random weights."""
     import torchvision
 
-    from converters.parity.capture import bn_readers
+    from converters.parity.capture import folded_readers
     from converters.parity.run import run_parity
     from converters.pipeline import ConvertOptions, convert_model
 
@@ -169,7 +169,7 @@ def test_tflite_parity_reads_a_batchnorm_after_a_concat_as_itself(tmp_path):
                                          num_init_features=16, bn_size=2, num_classes=10).eval()
     convert_model(module, ConvertOptions(out_root=tmp_path, formats=("onnx", "tflite_fp32")),
                   log=lambda _: None, name="densenet", preprocessing=imagenet_preprocessing(64))
-    readers = bn_readers(tmp_path / "densenet" / "densenet.onnx")
+    readers = folded_readers(tmp_path / "densenet" / "densenet.onnx")
     assert not [t for t in readers if "Concat" in t], readers
     assert "/features/conv0/Conv_output_0" in readers  # conv0 -> norm0: folded, read as BN
     [report] = run_parity(tmp_path / "densenet", pairs=(("onnx", "tflite_fp32"),))
@@ -183,3 +183,50 @@ def test_tflite_parity_reads_a_batchnorm_after_a_concat_as_itself(tmp_path):
     for name in norm1:  # fused forward (unaligned, saying so) or compared as itself
         assert (name in diffs and diffs[name].snr_db > 100) or (
             "folded" not in report.unaligned[name]), (name, report.unaligned.get(name))
+
+
+class LayerScaleNet(torch.nn.Module):
+    """ConvNeXt's block end: a 1x1 Conv, then a per-channel layer scale of 1e-6 (timm's
+    init), then the residual Add."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.fc2 = torch.nn.Conv2d(8, 8, 1)
+        self.gamma = torch.nn.Parameter(torch.full((1, 8, 1, 1), 1e-6))
+        self.head = torch.nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.stem(x)
+        y = y + self.fc2(torch.relu(y)) * self.gamma
+        return self.head(y.mean((2, 3)))
+
+
+def test_tflite_parity_reads_a_conv_with_its_layer_scale_folded_in(tmp_path):
+    """TFLite may multiply a Conv's following per-channel Mul into the Conv's weights: the
+    Conv's tensor then holds the Mul's output and the Mul has none. Read as the Conv's own
+    output, timm's convnext_zepto_rms failed TFLite parity at 0.0 dB on every mlp.fc2
+    (its tensor named ``mlp.fc2.Conv_1/convolution1`` alone). This small model keeps the
+    Mul's name on the fused tensor, which parity reads as the Mul either way."""
+    from converters.parity.capture import _folded_into, folded_readers
+    from converters.parity.run import run_parity
+    from converters.pipeline import ConvertOptions, convert_model
+
+    torch.manual_seed(0)
+    convert_model(LayerScaleNet().eval(),
+                  ConvertOptions(out_root=tmp_path, formats=("onnx", "keras", "tflite_fp32"),
+                                 tf_converter="keras"),
+                  log=lambda _: None, name="layerscale", preprocessing=imagenet_preprocessing(32))
+    readers = folded_readers(tmp_path / "layerscale" / "layerscale.onnx")
+    assert readers["/fc2/Conv_output_0"] == "/Mul_output_0"
+    [report] = run_parity(tmp_path / "layerscale", pairs=(("onnx", "tflite_fp32"),))
+    assert report.passed, (report.first_divergent, report.worst)
+    assert {d.name: d for d in report.diffs}["/Mul_output_0"].snr_db > 100
+    # convnext_zepto_rms's case: the Mul has no tensor, the Conv's holds its output
+    records = {"/fc2/Conv_output_0": {"tf_layer": "fc2.Conv_1"},
+               "/Mul_output_0": {"tf_layer": "Mul_1"}}
+    assert _folded_into("/fc2/Conv_output_0", records, {"fc2.Conv_1": (78, [])},
+                        readers) == "/Mul_output_0"
+    assert _folded_into("/fc2/Conv_output_0", records, {"fc2.Conv_1": (78, []),
+                                                       "Mul_1": (79, [])},
+                        readers) == "/fc2/Conv_output_0"
