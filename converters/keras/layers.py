@@ -290,5 +290,66 @@ class CumSum(keras.layers.Layer):
                 "reverse": self.reverse}
 
 
+def interpolation_matrix(size: int, out: int, mode: str, coords: str,
+                         cubic_a: float = -0.75) -> np.ndarray:
+    """(out, size) weights of ONNX Resize along one axis, as ONNX Runtime and PyTorch
+    compute it: taps outside the input clamped to its edge (``exclude_outside=0``), a linear
+    source coordinate clamped to the input, a cubic one not."""
+    x = np.arange(out, dtype=np.float64)
+    scale = out / size
+    if coords == "align_corners":
+        src = x * (size - 1) / (out - 1) if out > 1 else np.zeros(out)
+    elif coords == "asymmetric":
+        src = x / scale
+    elif coords == "pytorch_half_pixel" and out == 1:
+        src = np.zeros(out)
+    else:  # half_pixel, pytorch_half_pixel
+        src = (x + 0.5) / scale - 0.5
+    m = np.zeros((out, size))
+    rows = np.arange(out)
+    if mode == "linear":
+        src = np.clip(src, 0, size - 1)
+        x0 = np.floor(src).astype(int)
+        t = src - x0
+        np.add.at(m, (rows, x0), 1 - t)
+        np.add.at(m, (rows, np.minimum(x0 + 1, size - 1)), t)
+        return m
+    a = cubic_a
+    x0 = np.floor(src).astype(int)
+    t = src - x0
+    for offset in (-1, 0, 1, 2):
+        d = np.abs(t - offset)
+        w = np.where(d <= 1, ((a + 2) * d - (a + 3)) * d * d + 1,
+                     np.where(d < 2, ((a * d - 5 * a) * d + 8 * a) * d - 4 * a, 0.0))
+        np.add.at(m, (rows, np.clip(x0 + offset, 0, size - 1)), w)
+    return m
+
+
+@_register
+class ResizeMatrix(keras.layers.Layer):
+    """Resize of NHWC maps as two matrix products, one per spatial axis, with the weights
+    ONNX Resize uses (``interpolation_matrix``): bicubic, bilinear with align_corners, any
+    size; the weights are rebuilt from the config, not stored."""
+
+    def __init__(self, size: list[int], out: list[int], mode: str, coords: str,
+                 cubic_a: float = -0.75, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.size, self.out = [int(v) for v in size], [int(v) for v in out]
+        self.mode, self.coords, self.cubic_a = str(mode), str(coords), float(cubic_a)
+        self._mh, self._mw = (interpolation_matrix(i, o, self.mode, self.coords, self.cubic_a)
+                              .astype(np.float32) for i, o in zip(self.size, self.out))
+
+    def call(self, x: Any) -> Any:
+        y = ops.einsum("oh,nhwc->nowc", ops.convert_to_tensor(self._mh), x)
+        return ops.einsum("pw,nowc->nopc", ops.convert_to_tensor(self._mw), y)
+
+    def compute_output_shape(self, shape: tuple) -> tuple:
+        return (shape[0], *self.out, shape[3])
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "size": self.size, "out": self.out, "mode": self.mode,
+                "coords": self.coords, "cubic_a": self.cubic_a}
+
+
 CUSTOM_LAYERS = (ConstantPadding2D, ExactAveragePooling2D, HardSigmoid, Clip, Erf,
-                 ConstantBinary, WeightBinary, Slice, Take, ReduceMean, Reduce, CumSum)
+                 ConstantBinary, WeightBinary, Slice, Take, ReduceMean, Reduce, CumSum, ResizeMatrix)

@@ -189,7 +189,8 @@ class MiscNet(nn.Module):
 
 class ResizeNet(nn.Module):
     """Resize as PyTorch exports it: nearest up and down by integers (HRNet's, EfficientFormerV2's
-    upsampling), bilinear to a size up and down (CoaT's, CrossViT's); 1-D convolutions on the
+    upsampling), bilinear to a size up and down (CoaT's), bicubic (CrossViT's) and bilinear
+    with align_corners; 1-D convolutions on the
     flattened map, depthwise and dilated (CoaT's, EfficientViM's)."""
 
     def __init__(self) -> None:
@@ -198,7 +199,7 @@ class ResizeNet(nn.Module):
         self.up = nn.Upsample(scale_factor=2, mode="nearest")
         self.seq = nn.Conv1d(8, 8, 3, padding=1, groups=8)  # depthwise, on the 64 pixels
         self.seq2 = nn.Conv1d(8, 8, 2, dilation=2, padding=1)
-        self.fc = nn.Linear(32, 10)
+        self.fc = nn.Linear(48, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv(x)  # 8 x 8
@@ -206,7 +207,9 @@ class ResizeNet(nn.Module):
         interpolate = nn.functional.interpolate
         parts = (self.up(y), interpolate(y, scale_factor=0.5, mode="nearest"),
                  interpolate(y, size=(11, 13), mode="bilinear", align_corners=False),
-                 interpolate(y, size=(5, 3), mode="bilinear", align_corners=False))
+                 interpolate(y, size=(5, 3), mode="bilinear", align_corners=False),
+                 interpolate(y, size=(7, 12), mode="bicubic", align_corners=False),
+                 interpolate(y, size=(11, 4), mode="bilinear", align_corners=True))
         return self.fc(torch.cat([p.amax((2, 3)) for p in parts], 1))
 
 

@@ -4,7 +4,9 @@ PyTorch exports ``nearest`` as ``coordinate_transformation_mode=asymmetric`` wit
 ``nearest_mode=floor``: output pixel ``i`` reads input ``floor(i / scale)``, which for an
 integer scale is a repeat (``UpSampling2D``) up and a strided slice down. ``bilinear``
 without ``align_corners`` is ``half_pixel`` (``pytorch_half_pixel``), what Keras'
-``Resizing`` (``tf.image.resize``, no antialias) computes. Other modes are refused by name.
+``Resizing`` (``tf.image.resize``, no antialias) computes. Bicubic (PyTorch's a = -0.75,
+which TensorFlow's resize does not use) and ``align_corners`` are two matrix products
+with ONNX's weights (``ResizeMatrix``). Other modes are refused by name.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import keras
 
 from converters.keras.context import BuildContext
 from converters.keras.graph import Node
-from converters.keras.layers import Slice
+from converters.keras.layers import ResizeMatrix, Slice
 from converters.keras.layout import Sym, channels_last
 from converters.keras.ops.registry import register
 
@@ -42,8 +44,9 @@ def _out_size(ctx: BuildContext, node: Node, x: Sym) -> tuple[int, int]:
     return int(out[2]), int(out[3])
 
 
-@register("Resize", note="nearest (asymmetric, floor; integer factors) and bilinear "
-                         "(half_pixel) on NCHW feature maps")
+@register("Resize", note="on NCHW feature maps: nearest (asymmetric, floor; integer "
+                         "factors), bilinear and bicubic (any coordinate mode but "
+                         "tf_crop_and_resize, no antialias)")
 def resize(ctx: BuildContext, node: Node) -> None:
     x = ctx.sym(node)
     if x.rank != 4:
@@ -59,9 +62,12 @@ def resize(ctx: BuildContext, node: Node) -> None:
         layer = _nearest(node, (h, w), (oh, ow), name)
     elif mode == "linear" and coords in HALF_PIXEL and not node.attr("antialias", 0):
         layer = keras.layers.Resizing(oh, ow, interpolation="bilinear", name=name)
+    elif mode in ("linear", "cubic") and coords in (*HALF_PIXEL, "align_corners", "asymmetric") \
+            and not node.attr("antialias", 0) and not node.attr("exclude_outside", 0):
+        layer = ResizeMatrix([h, w], [oh, ow], mode, coords,
+                             float(node.attr("cubic_coeff_a", -0.75)), name=name)
     else:
-        raise node.unsupported(f"mode={mode}, coordinate_transformation_mode={coords} "
-                               "(nearest/asymmetric/floor and linear/half_pixel are)")
+        raise node.unsupported(f"mode={mode}, coordinate_transformation_mode={coords}")
     ctx.emit(node, layer, x.tensor, x.perm)
 
 
