@@ -218,6 +218,26 @@ def test_nonfinite_tensor_fails_as_its_own_kind():
     assert _diff("e", 0, ref, ref).nonfinite == ""
 
 
+def test_padding_infinities_agree_and_the_rest_is_compared():
+    """timm's MaxPool2dSame pads with -inf: the same -inf in both tensors is agreement
+    (vit_tiny_r_s16_p8_224 failed parity at its backbone's Pad in every TF format), and
+    the finite values still decide; an Inf in one tensor only, or of the other sign,
+    stays a failure."""
+    ref = np.full((1, 2, 5, 5), -np.inf, np.float32)
+    ref[:, :, 1:4, 1:4] = np.random.default_rng(0).standard_normal((1, 2, 3, 3))
+    d = _diff("pad", 0, ref, ref.copy())
+    assert d.passed and d.nonfinite == "" and d.max_abs == 0.0
+    off = ref.copy()
+    off[0, 0, 2, 2] += 0.5
+    assert not _diff("pad", 0, ref, off).passed  # a wrong finite value still fails
+    flipped = ref.copy()
+    flipped[0, 0, 0, 0] = np.inf
+    assert _diff("pad", 0, ref, flipped).nonfinite and not _diff("pad", 0, ref, flipped).passed
+    one_sided = ref.copy()
+    one_sided[0, 0, 0, 0] = 0.0
+    assert not _diff("pad", 0, ref, one_sided).passed
+
+
 def _report(diffs):
     from converters.parity.run import PairReport
 
