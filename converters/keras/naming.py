@@ -1,9 +1,12 @@
 """Keras layer names that map back to PyTorch module paths.
 
 A layer is named ``<module path>.<ONNX op>`` (``layer1.0.conv2.Conv``), with
-``_<n>`` added to the op part when the name is taken
-(``layer1.0.relu.Relu_1``) and a suffix for helper layers the builder adds
-(``maxpool.MaxPool_pad``). Dots, digits and underscores are legal in Keras 3
+``-<n>`` added to the op part when the name is taken
+(``layer1.0.relu.Relu-1``) and a suffix for helper layers the builder adds
+(``maxpool.MaxPool_pad``). Not ``_<n>``: TensorFlow numbers a layer's name scope so
+when it traces the model again for export (``stages.0.0.Mul`` -> ``stages.0.0.Mul_1``),
+and a second layer named ``stages.0.0.Mul_1`` made TFLite parity read one layer's
+tensor for the other (timm's nf_regnet_b1 failed at 6 dB, exactly its SE gain of 2). Dots, digits and underscores are legal in Keras 3
 layer names and TensorFlow name scopes, so a module path needs no escaping:
 ``module_path_of_layer`` undoes the naming exactly.
 """
@@ -40,6 +43,6 @@ class LayerNamer:
         candidate, n = f"{base}{tail}", 0
         while candidate in self.used:
             n += 1
-            candidate = f"{base}_{n}{tail}"
+            candidate = f"{base}-{n}{tail}"
         self.used.add(candidate)
         return candidate

@@ -125,8 +125,10 @@ AFFINE_BY_CONSTANT = ("Mul", "Add", "Sub", "Div")
 
 def folded_readers(onnx_path: Path) -> dict[str, str]:
     """ONNX tensor -> the output of its only reader when that reader is an affine op TFLite
-    may fold backwards (BatchNormalization, or Mul/Add/Sub/Div by a constant), for tensors a
-    Conv (``FOLDS_BATCHNORM``) makes and for those folded ops' own outputs (a chain)."""
+    may fold backwards (BatchNormalization, or Mul/Add/Sub/Div by a constant), along the
+    chain of such ops from a Conv's (``FOLDS_BATCHNORM``) output. A scale after anything
+    else (NF-Net's ``act(x) * beta`` before a Conv: TFLite folds it forward, into the next
+    Conv's weights) is never read from its input's tensor."""
     import onnx
 
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
@@ -148,13 +150,13 @@ def folded_readers(onnx_path: Path) -> dict[str, str]:
         return node.op_type in AFFINE_BY_CONSTANT and len(node.input) == 2 and (
             sum(i in constants for i in node.input) == 1)
 
-    out = {}
-    for name, nodes in readers.items():
-        if len(nodes) == 1 and foldable(nodes[0]) and name not in outputs:
-            made_by = producer.get(name)
-            if made_by in FOLDS_BATCHNORM or made_by in ("BatchNormalization",
-                                                         *AFFINE_BY_CONSTANT):
-                out[name] = nodes[0].output[0]
+    out: dict[str, str] = {}
+    for name, made_by in producer.items():
+        if made_by not in FOLDS_BATCHNORM:
+            continue
+        while len(nodes := readers.get(name, [])) == 1 and foldable(nodes[0]) \
+                and name not in outputs:  # the chain from a Conv's output
+            out[name] = name = nodes[0].output[0]
     return out
 
 
