@@ -352,4 +352,5 @@ class ResizeMatrix(keras.layers.Layer):
 
 
 CUSTOM_LAYERS = (ConstantPadding2D, ExactAveragePooling2D, HardSigmoid, Clip, Erf,
-                 ConstantBinary, WeightBinary, Slice, Take, ReduceMean, Reduce, CumSum, ResizeMatrix)
+                 ConstantBinary, WeightBinary, Slice, Take, ReduceMean, Reduce, CumSum,
+                 ResizeMatrix)

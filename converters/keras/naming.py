@@ -3,12 +3,14 @@
 A layer is named ``<module path>.<ONNX op>`` (``layer1.0.conv2.Conv``), with
 ``-<n>`` added to the op part when the name is taken
 (``layer1.0.relu.Relu-1``) and a suffix for helper layers the builder adds
-(``maxpool.MaxPool_pad``). Not ``_<n>``: TensorFlow numbers a layer's name scope so
-when it traces the model again for export (``stages.0.0.Mul`` -> ``stages.0.0.Mul_1``),
-and a second layer named ``stages.0.0.Mul_1`` made TFLite parity read one layer's
-tensor for the other (timm's nf_regnet_b1 failed at 6 dB, exactly its SE gain of 2). Dots, digits and underscores are legal in Keras 3
+(``maxpool.MaxPool_pad``). Dots, digits, underscores and dashes are legal in Keras 3
 layer names and TensorFlow name scopes, so a module path needs no escaping:
 ``module_path_of_layer`` undoes the naming exactly.
+
+Not ``_<n>``: TensorFlow numbers a layer's name scope so when it traces the model again
+for export (``stages.0.0.Mul`` -> ``stages.0.0.Mul_1``), and a second layer named
+``stages.0.0.Mul_1`` made TFLite parity read one layer's tensor for the other (timm's
+nf_regnet_b1 failed at 6 dB, exactly its SE gain of 2).
 """
 from __future__ import annotations
 

@@ -119,14 +119,14 @@ def _folded_into(name: str, tensor_map: dict, by_layer: dict, folded: dict[str, 
 # Ops TFLite's converter folds a following affine op into (its weights and bias absorb
 # the scale and shift). An op after anything else (DenseNet's BN after a Concat) stays an
 # op of its own, or fuses forward, and is never read from its input's tensor.
-FOLDS_BATCHNORM = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+FOLDS_AFFINE = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 AFFINE_BY_CONSTANT = ("Mul", "Add", "Sub", "Div")
 
 
 def folded_readers(onnx_path: Path) -> dict[str, str]:
     """ONNX tensor -> the output of its only reader when that reader is an affine op TFLite
     may fold backwards (BatchNormalization, or Mul/Add/Sub/Div by a constant), along the
-    chain of such ops from a Conv's (``FOLDS_BATCHNORM``) output. A scale after anything
+    chain of such ops from a Conv's (``FOLDS_AFFINE``) output. A scale after anything
     else (NF-Net's ``act(x) * beta`` before a Conv: TFLite folds it forward, into the next
     Conv's weights) is never read from its input's tensor."""
     import onnx
@@ -152,7 +152,7 @@ def folded_readers(onnx_path: Path) -> dict[str, str]:
 
     out: dict[str, str] = {}
     for name, made_by in producer.items():
-        if made_by not in FOLDS_BATCHNORM:
+        if made_by not in FOLDS_AFFINE:
             continue
         while len(nodes := readers.get(name, [])) == 1 and foldable(nodes[0]) \
                 and name not in outputs:  # the chain from a Conv's output

@@ -130,7 +130,8 @@ def run_path(model: str, path: str, *, weights: str, out: Path,
             rest.formats = {f: rest.formats[f] for f in formats}
             rest.seconds = round(time.perf_counter() - t0, 1)
             rest.peak_rss_mb = max(v for v in (peak, rest.peak_rss_mb, 0.0) if v is not None)
-            rest.error = "" if rest.formats.get("onnx", FormatResult("")).converted else result.error
+            onnx_made = rest.formats.get("onnx", FormatResult("onnx")).converted
+            rest.error = "" if onnx_made else result.error
             return rest
         result.seconds = round(time.perf_counter() - t0, 1)
         result.peak_rss_mb = _peak_rss_mb()

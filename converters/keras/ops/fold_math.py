@@ -125,6 +125,7 @@ folds("Reciprocal")(_unary(np.reciprocal))
 folds("Floor")(_unary(np.floor))
 folds("Ceil")(_unary(np.ceil))
 folds("Sin")(_unary(np.sin))
+folds("Cos")(_unary(np.cos))
 # activations of a parameter (ConViT's gate, EfficientViM's): the value the layer would see
 folds("Sigmoid")(_unary(lambda x: 1 / (1 + np.exp(-x))))
 folds("Tanh")(_unary(np.tanh))
@@ -163,7 +164,6 @@ def gemm(node: Node, vals: list[Const | None]) -> Const:
     if len(vals) > 2 and vals[2] is not None:
         out = out + float(node.attr("beta", 1.0)) * vals[2].value
     return Const(out.astype(a.dtype))
-folds("Cos")(_unary(np.cos))
 
 
 @folds("Clip")

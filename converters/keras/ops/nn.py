@@ -49,21 +49,48 @@ def conv(ctx: BuildContext, node: Node) -> None:
     w, bias = ctx.weight(node, 1), ctx.weight(node, 2)
     if w.ndim != 4:
         raise node.unsupported(f"only 2-D convolutions, got a rank-{w.ndim} kernel")
-    out_ch, in_per_group, kh, kw = w.shape
+    kh, kw = w.shape[2:]
     in_ch, groups = x.keras_shape[-1], node.attr("group", 1)
     x, padding = _conv_padding(ctx, node, x, (kh, kw))
     common = dict(kernel_size=(kh, kw), strides=tuple(node.attr("strides", [1, 1])),
                   padding=padding, dilation_rate=tuple(node.attr("dilations", [1, 1])),
                   use_bias=bias is not None, name=ctx.layer_name(node))
-    extra = [] if bias is None else [bias]
+    layer, kernel = _conv_layer(w, in_ch, groups, common)
+    ctx.emit(node, layer, x.tensor, x.perm, weights=[kernel, *([] if bias is None else [bias])])
+
+
+def conv1d(ctx: BuildContext, node: Node) -> None:
+    """A Conv on (N, C, L) sequences (CoaT's aggregation, EfficientViM's projections)."""
+    x = ctx.to_layout(node, ctx.sym(node), channels_last(3))
+    w, bias = ctx.weight(node, 1), ctx.weight(node, 2)
+    if w.ndim != 3 or node.attr("auto_pad", "NOTSET") != "NOTSET":
+        raise node.unsupported(f"a rank-{w.ndim} kernel on a sequence, auto_pad")
+    k = w.shape[2]
+    in_ch, groups = x.keras_shape[-1], node.attr("group", 1)
+    left, right = node.attr("pads", [0, 0])
+    if left or right:
+        pad = keras.layers.ZeroPadding1D((left, right), name=ctx.layer_name(node, "pad"))
+        x = ctx.helper(node, pad, x.tensor, x.perm)
+    common = dict(kernel_size=k, strides=node.attr("strides", [1])[0], padding="valid",
+                  dilation_rate=node.attr("dilations", [1])[0], use_bias=bias is not None,
+                  name=ctx.layer_name(node))
+    layer, kernel = _conv_layer(w, in_ch, groups, common)
+    ctx.emit(node, layer, x.tensor, x.perm, weights=[kernel, *([] if bias is None else [bias])])
+
+
+def _conv_layer(w: np.ndarray, in_ch: int, groups: int, common: dict
+                ) -> tuple[keras.layers.Layer, np.ndarray]:
+    """The Keras Conv1D/2D (depthwise where each group is one input channel) for PyTorch's
+    (out, in/groups, *kernel) weight, and that weight in Keras' layout."""
+    out_ch, in_per_group, *kernel = w.shape
+    spatial = tuple(range(2, 2 + len(kernel)))
     if groups == in_ch and groups > 1 and in_per_group == 1:
         mult = out_ch // in_ch  # output channel c * mult + j reads input channel c, as in PyTorch
-        layer = keras.layers.DepthwiseConv2D(depth_multiplier=mult, **common)
-        kernel = w.reshape(in_ch, mult, kh, kw).transpose(2, 3, 0, 1)
-    else:
-        layer = keras.layers.Conv2D(out_ch, groups=groups, **common)
-        kernel = w.transpose(2, 3, 1, 0)
-    ctx.emit(node, layer, x.tensor, x.perm, weights=[kernel, *extra])
+        cls = keras.layers.DepthwiseConv1D if len(kernel) == 1 else keras.layers.DepthwiseConv2D
+        return (cls(depth_multiplier=mult, **common),
+                w.reshape(in_ch, mult, *kernel).transpose(*spatial, 0, 1))
+    cls = keras.layers.Conv1D if len(kernel) == 1 else keras.layers.Conv2D
+    return cls(out_ch, groups=groups, **common), w.transpose(*spatial, 1, 0)
 
 
 @register("BatchNormalization")
@@ -76,31 +103,6 @@ def batch_normalization(ctx: BuildContext, node: Node) -> None:
         axis=x.keras_axis(1), epsilon=float(node.attr("epsilon", 1e-5)),
         momentum=float(node.attr("momentum", 0.9)), name=ctx.layer_name(node))
     ctx.emit(node, layer, x.tensor, x.perm, weights=[gamma, beta, mean, var])
-
-
-def conv1d(ctx: BuildContext, node: Node) -> None:
-    """A Conv on (N, C, L) sequences (CoaT's aggregation, EfficientViM's projections)."""
-    x = ctx.to_layout(node, ctx.sym(node), channels_last(3))
-    w, bias = ctx.weight(node, 1), ctx.weight(node, 2)
-    if w.ndim != 3 or node.attr("auto_pad", "NOTSET") != "NOTSET":
-        raise node.unsupported(f"a rank-{w.ndim} kernel on a sequence, auto_pad")
-    out_ch, in_per_group, k = w.shape
-    in_ch, groups = x.keras_shape[-1], node.attr("group", 1)
-    left, right = node.attr("pads", [0, 0])
-    if left or right:
-        pad = keras.layers.ZeroPadding1D((left, right), name=ctx.layer_name(node, "pad"))
-        x = ctx.helper(node, pad, x.tensor, x.perm)
-    common = dict(kernel_size=k, strides=node.attr("strides", [1])[0], padding="valid",
-                  dilation_rate=node.attr("dilations", [1])[0], use_bias=bias is not None,
-                  name=ctx.layer_name(node))
-    if groups == in_ch and groups > 1 and in_per_group == 1:
-        mult = out_ch // in_ch
-        layer = keras.layers.DepthwiseConv1D(depth_multiplier=mult, **common)
-        kernel = w.reshape(in_ch, mult, k).transpose(2, 0, 1)
-    else:
-        layer = keras.layers.Conv1D(out_ch, groups=groups, **common)
-        kernel = w.transpose(2, 1, 0)
-    ctx.emit(node, layer, x.tensor, x.perm, weights=[kernel, *([] if bias is None else [bias])])
 
 
 @folds("BatchNormalization")

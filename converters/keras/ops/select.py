@@ -1,4 +1,5 @@
-"""Masks and broadcasts: Where on model tensors, Expand of a tensor, Expand/ConstantOfShape to the batch.
+"""Masks and broadcasts: Where on model tensors, Expand of a tensor or to the batch,
+ConstantOfShape to the batch.
 
 ViT expands its class token to ``(batch, 1, 768)``: a ``BatchBroadcast``
 layer holds the token as a trainable weight and repeats it over the batch of
