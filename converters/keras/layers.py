@@ -340,8 +340,12 @@ class ResizeMatrix(keras.layers.Layer):
                               .astype(np.float32) for i, o in zip(self.size, self.out))
 
     def call(self, x: Any) -> Any:
-        y = ops.einsum("oh,nhwc->nowc", ops.convert_to_tensor(self._mh), x)
-        return ops.einsum("pw,nowc->nopc", ops.convert_to_tensor(self._mw), y)
+        # two broadcast matrix products on reshaped maps, no transposes (TFLite's BATCH_MATMUL;
+        # an einsum lowered there overflowed its buffer size for CrossViT)
+        (h, w), (oh, ow), c = self.size, self.out, x.shape[3]
+        y = ops.matmul(ops.convert_to_tensor(self._mh), ops.reshape(x, (-1, h, w * c)))
+        y = ops.matmul(ops.convert_to_tensor(self._mw), ops.reshape(y, (-1, w, c)))
+        return ops.reshape(y, (-1, oh, ow, c))
 
     def compute_output_shape(self, shape: tuple) -> tuple:
         return (shape[0], *self.out, shape[3])
@@ -351,6 +355,31 @@ class ResizeMatrix(keras.layers.Layer):
                 "coords": self.coords, "cubic_a": self.cubic_a}
 
 
+@_register
+class ZeroInsert2D(keras.layers.Layer):
+    """``stride - 1`` zeros between neighbouring pixels of NHWC maps, along H and W: the
+    input a transposed convolution convolves (``(H - 1) * sh + 1`` rows out). Two 4-D
+    reshape-pad-reshape steps, which TFLite's PAD takes."""
+
+    def __init__(self, strides: list[int], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.strides = [int(s) for s in strides]
+
+    def call(self, x: Any) -> Any:
+        (sh, sw), (_, h, w, c) = self.strides, x.shape
+        y = ops.pad(ops.reshape(x, (-1, h, 1, w * c)), [[0, 0], [0, 0], [0, sh - 1], [0, 0]])
+        y = ops.pad(ops.reshape(y, (-1, w, 1, c)), [[0, 0], [0, 0], [0, sw - 1], [0, 0]])
+        y = ops.reshape(y, (-1, h * sh, w * sw, c))
+        return y[:, :(h - 1) * sh + 1, :(w - 1) * sw + 1, :]
+
+    def compute_output_shape(self, shape: tuple) -> tuple:
+        (sh, sw), (n, h, w, c) = self.strides, shape
+        return (n, (h - 1) * sh + 1, (w - 1) * sw + 1, c)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "strides": self.strides}
+
+
 CUSTOM_LAYERS = (ConstantPadding2D, ExactAveragePooling2D, HardSigmoid, Clip, Erf,
                  ConstantBinary, WeightBinary, Slice, Take, ReduceMean, Reduce, CumSum,
-                 ResizeMatrix)
+                 ResizeMatrix, ZeroInsert2D)

@@ -9,6 +9,7 @@ returned with the reason, never dropped silently.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,8 +81,9 @@ def capture_tflite(path: Path, tensor_map: dict, x: np.ndarray, fmt: str,
                           preserve_all_tensors=True)
     with runner:
         out = runner.infer({"input": x})
-        by_layer = _tflite_activations(runner.interpreter.get_tensor_details(),
-                                       _execution_order(runner.interpreter))
+        details = runner.interpreter.get_tensor_details()
+        by_layer = _tflite_activations(details, _execution_order(runner.interpreter))
+        named = {layer for d in details if _is_activation(d) for layer in _layers_named(d)}
         tensor_map = _with_scope_names(tensor_map, by_layer)
         onnx_of_layer = {layer: name for name, rec in tensor_map.items()
                          for layer in (rec["tf_layer"], *rec["tf_aliases"])}
@@ -94,7 +96,7 @@ def capture_tflite(path: Path, tensor_map: dict, x: np.ndarray, fmt: str,
                 continue
             idx, layers = found
             value = runner.interpreter.get_tensor(idx).astype(np.float32)
-            holder = _folded_into(onnx_name, tensor_map, by_layer, folded or {})
+            holder = _folded_into(onnx_name, tensor_map, named, folded or {})
             if holder != onnx_name:
                 unaligned[onnx_name] = (f"{rec['op']}: TFLite folded the "
                                         f"{tensor_map[holder]['op']} after it ({holder}) "
@@ -108,10 +110,14 @@ def capture_tflite(path: Path, tensor_map: dict, x: np.ndarray, fmt: str,
     return Capture(fmt, tensors, unaligned, fused)
 
 
-def _folded_into(name: str, tensor_map: dict, by_layer: dict, folded: dict[str, str]) -> str:
-    """The last tensor of the chain of folded readers after ``name`` with no TFLite tensor
-    of its own (``name`` itself when its reader has one)."""
-    while (nxt := folded.get(name)) in tensor_map and tensor_map[nxt]["tf_layer"] not in by_layer:
+def _folded_into(name: str, tensor_map: dict, named: Collection[str],
+                 folded: dict[str, str]) -> str:
+    """The last tensor of the chain of folded readers after ``name`` whose layers no TFLite
+    activation names at all (``name`` itself when its reader is named). A reader named
+    somewhere was not folded back into the Conv, even where its last op fused forward
+    (skresnet18's BN after a dilated Conv: SpaceToBatch, Conv, BatchToSpace, then the BN's
+    Mul and its Add fused with the ReLU)."""
+    while (nxt := folded.get(name)) in tensor_map and tensor_map[nxt]["tf_layer"] not in named:
         name = nxt
     return name
 
@@ -187,6 +193,18 @@ def _execution_order(interpreter) -> list[int]:
     return list(order)
 
 
+def _is_activation(detail: dict) -> bool:
+    """Activations have a dynamic batch axis; weights do not."""
+    sig = detail["shape_signature"]
+    return bool(len(sig) and sig[0] == -1)
+
+
+def _layers_named(detail: dict) -> list[str]:
+    """The TF layers a tensor's name lists, the one that made it first: its name parts are
+    "<keras model name>/<layer>/<op>" (the model name may be numbered: model_104)."""
+    return [part.split("/")[1] for part in detail["name"].split(";") if part.count("/") >= 2]
+
+
 def _tflite_activations(details: list[dict], order: list[int] | None = None
                         ) -> dict[str, tuple[int, list[str]]]:
     """TF layer name -> (tensor index, TF layers fused into that tensor).
@@ -197,19 +215,15 @@ def _tflite_activations(details: list[dict], order: list[int] | None = None
     tensors: its output is the one made last, in ``order`` (the ops' execution order;
     tensor index order where unknown). A layer named again, not first, by a later tensor
     had its last ops fused forward (a Conv's bias folded into the Add after it): its own
-    tensor is not its output and it is left out. Activations have a dynamic batch axis;
-    weights do not.
+    tensor is not its output and it is left out.
     """
     rank = {idx: i for i, idx in enumerate(order or ())}
     out: dict[str, tuple[int, list[str]]] = {}
     fused_later: set[str] = set()  # layers some of whose ops a later tensor holds
     for d in sorted(details, key=lambda d: (rank.get(d["index"], -1), d["index"])):
-        sig = d["shape_signature"]
-        if not (len(sig) and sig[0] == -1):
+        if not _is_activation(d):
             continue
-        # "<keras model name>/<layer>/<op>"; the model name may be numbered (model_104)
-        layers = [part.split("/")[1] for part in d["name"].split(";") if part.count("/") >= 2]
-        if layers:
+        if layers := _layers_named(d):
             out[layers[0]] = (d["index"], layers)
             fused_later.discard(layers[0])
             fused_later.update(lay for lay in layers[1:] if lay in out and lay != layers[0])

@@ -213,9 +213,35 @@ class ResizeNet(nn.Module):
         return self.fc(torch.cat([p.amax((2, 3)) for p in parts], 1))
 
 
+class DecoderNet(nn.Module):
+    """Transposed convolutions as segmentation decoders and LowFormer use them: Keras' own
+    (one group, cropped pads) and PyTorch's definition (depthwise, grouped, dilated, with
+    output padding); a convolution both strided and dilated (SKNet's); nn.Unfold, whose
+    export gathers with 2-D indices (TNT's pixel embedding)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = nn.Conv2d(3, 8, 3, stride=2, padding=2, dilation=2)
+        self.plain = nn.ConvTranspose2d(8, 6, 2, stride=2)
+        self.cropped = nn.ConvTranspose2d(8, 6, 4, stride=2, padding=1, bias=False)
+        self.depthwise = nn.ConvTranspose2d(8, 8, 4, stride=2, padding=1, groups=8)
+        self.grouped = nn.ConvTranspose2d(8, 4, 3, stride=2, padding=1, output_padding=1,
+                                          groups=2, dilation=1)
+        self.dilated = nn.ConvTranspose2d(8, 4, 3, stride=1, padding=2, dilation=2)
+        self.unfold = nn.Unfold(2, stride=2)
+        self.fc = nn.Linear(60, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.down(x)
+        parts = (self.plain(y), self.cropped(y), self.depthwise(y), self.grouped(y),
+                 self.dilated(y))
+        pooled = [p.amax((2, 3)) + p.mean((2, 3)) for p in parts]
+        return self.fc(torch.cat([*pooled, self.unfold(y).amax(2)], 1))
+
+
 TINY = {"tiny": (TinyNet, 32), "depthwise": (DepthwiseNet, 32), "pools": (PoolNet, 33),
         "shuffle": (ShuffleNet, 32), "convnext": (TinyConvNeXt, 32), "misc": (MiscNet, 16),
-        "resize": (ResizeNet, 16)}
+        "resize": (ResizeNet, 16), "decoder": (DecoderNet, 15)}
 
 
 def _randomize(model: nn.Module, seed: int) -> nn.Module:

@@ -1,4 +1,5 @@
-"""Layers with parameters: Conv, BatchNormalization, Gemm, MatMul, Layer/InstanceNormalization."""
+"""Layers with parameters: Conv, ConvTranspose, BatchNormalization, Gemm, MatMul,
+Layer/InstanceNormalization."""
 from __future__ import annotations
 
 import keras
@@ -6,6 +7,7 @@ import numpy as np
 
 from converters.keras.context import BuildContext
 from converters.keras.graph import Node
+from converters.keras.layers import Slice, ZeroInsert2D
 from converters.keras.layout import Const, Sym, channels_last, identity
 from converters.keras.ops.attention import batched_matmul
 from converters.keras.ops.fold import static
@@ -52,11 +54,72 @@ def conv(ctx: BuildContext, node: Node) -> None:
     kh, kw = w.shape[2:]
     in_ch, groups = x.keras_shape[-1], node.attr("group", 1)
     x, padding = _conv_padding(ctx, node, x, (kh, kw))
-    common = dict(kernel_size=(kh, kw), strides=tuple(node.attr("strides", [1, 1])),
-                  padding=padding, dilation_rate=tuple(node.attr("dilations", [1, 1])),
-                  use_bias=bias is not None, name=ctx.layer_name(node))
+    strides, dilations = tuple(node.attr("strides", [1, 1])), tuple(node.attr("dilations", [1, 1]))
+    # Keras convolves with strides or with dilations, not both: a strided, dilated Conv
+    # (SKNet's downsampling) is the dilated one at stride 1, every stride-th pixel kept
+    subsample = max(strides) > 1 and max(dilations) > 1
+    if subsample and padding == "same":
+        raise node.unsupported("auto_pad SAME with both strides and dilations")
+    common = dict(kernel_size=(kh, kw), strides=(1, 1) if subsample else strides,
+                  padding=padding, dilation_rate=dilations, use_bias=bias is not None,
+                  name=ctx.layer_name(node, "dense" if subsample else ""))
     layer, kernel = _conv_layer(w, in_ch, groups, common)
-    ctx.emit(node, layer, x.tensor, x.perm, weights=[kernel, *([] if bias is None else [bias])])
+    weights = [kernel, *([] if bias is None else [bias])]
+    if not subsample:
+        ctx.emit(node, layer, x.tensor, x.perm, weights=weights)
+        return
+    dense = ctx.call(layer, x.tensor, weights=weights)
+    keep = Slice([1, 2], [0, 0], [-1, -1], list(strides), name=ctx.layer_name(node))
+    ctx.emit(node, keep, dense, x.perm)
+
+
+@register("ConvTranspose", note="2-D, grouped and depthwise, any pads/strides/dilations/"
+                                "output_padding")
+def conv_transpose(ctx: BuildContext, node: Node) -> None:
+    """Keras' Conv2DTranspose where it matches (one group, no dilation or output padding; the
+    pads crop its full output), else PyTorch's definition: the input with ``stride - 1`` zeros
+    between pixels, convolved with the flipped kernel at stride 1."""
+    x = _spatial_input(ctx, node)
+    w, bias = ctx.weight(node, 1), ctx.weight(node, 2)
+    if w.ndim != 4 or node.attr("auto_pad", "NOTSET") != "NOTSET" \
+            or node.attr("output_shape", None):
+        raise node.unsupported("only 2-D, with explicit pads (no auto_pad or output_shape)")
+    in_ch, out_per_group, kh, kw = w.shape
+    groups = node.attr("group", 1)
+    strides, dilations = node.attr("strides", [1, 1]), node.attr("dilations", [1, 1])
+    t, l, b, r = node.attr("pads", [0, 0, 0, 0])
+    extra = node.attr("output_padding", [0, 0])
+    biases = [] if bias is None else [bias]
+    if groups == 1 and dilations == [1, 1] and extra == [0, 0]:
+        layer = keras.layers.Conv2DTranspose(
+            out_per_group, (kh, kw), strides=tuple(strides), padding="valid",
+            use_bias=bias is not None, name=ctx.layer_name(node, "full" if t + l + b + r else ""))
+        weights = [w.transpose(2, 3, 1, 0), *biases]
+        if not t + l + b + r:
+            ctx.emit(node, layer, x.tensor, x.perm, weights=weights)
+            return
+        full = ctx.call(layer, x.tensor, weights=weights)
+        crop = keras.layers.Cropping2D(((t, b), (l, r)), name=ctx.layer_name(node))
+        ctx.emit(node, crop, full, x.perm)
+        return
+    reach = [d * (k - 1) for d, k in zip(dilations, (kh, kw))]
+    pads = ((reach[0] - t, reach[0] - b + extra[0]), (reach[1] - l, reach[1] - r + extra[1]))
+    if min(min(p) for p in pads) < 0:
+        raise node.unsupported(f"pads {[t, l, b, r]} beyond the dilated kernel {reach}")
+    if max(strides) > 1:
+        zeros = ZeroInsert2D(strides, name=ctx.layer_name(node, "zeros"))
+        x = ctx.helper(node, zeros, x.tensor, x.perm)
+    if max(max(p) for p in pads) > 0:
+        pad = keras.layers.ZeroPadding2D(pads, name=ctx.layer_name(node, "pad"))
+        x = ctx.helper(node, pad, x.tensor, x.perm)
+    # (in, out/groups, kh, kw) -> the convolution's (out, in/groups, kh, kw), flipped
+    kernel = w.reshape(groups, in_ch // groups, out_per_group, kh, kw).transpose(0, 2, 1, 3, 4)
+    kernel = kernel.reshape(groups * out_per_group, in_ch // groups, kh, kw)[:, :, ::-1, ::-1]
+    common = dict(kernel_size=(kh, kw), strides=(1, 1), padding="valid",
+                  dilation_rate=tuple(dilations), use_bias=bias is not None,
+                  name=ctx.layer_name(node))
+    layer, kernel = _conv_layer(np.ascontiguousarray(kernel), in_ch, groups, common)
+    ctx.emit(node, layer, x.tensor, x.perm, weights=[kernel, *biases])
 
 
 def conv1d(ctx: BuildContext, node: Node) -> None:

@@ -17,6 +17,7 @@ from converters.keras.layers import ConstantPadding2D, Slice, Take
 from converters.keras.layout import (Const, Sym, after_inserting, after_removing,
                                      after_transpose, channels_last)
 from converters.keras.ops.registry import register
+from converters.keras.ops.reshape import reshape_to
 from converters.keras.tensor_layers import Cast, PadAxes
 
 
@@ -84,15 +85,23 @@ def slice_(ctx: BuildContext, node: Node) -> None:
     ctx.emit(node, layer, x.tensor, x.perm)
 
 
-@register("Gather", note="constant indices")
+@register("Gather", note="constant indices of any rank (nn.Unfold's are 2-D)")
 def gather(ctx: BuildContext, node: Node) -> None:
     x, indices = ctx.sym(node), ctx.const(node, 1)
     axis = node.attr("axis", 0) % x.rank
-    if axis == x.batch_axis or indices.value.ndim > 1:
-        raise node.unsupported("only constant scalar or 1-D indices along a non-batch axis")
+    if axis == x.batch_axis:
+        raise node.unsupported("indices along the batch axis")
     size = x.onnx_shape[axis]
     picked = [i % size for i in indices.ints()]
-    scalar = indices.value.ndim == 0
+    scalar, shape = indices.value.ndim == 0, indices.value.shape
+    if len(shape) > 1:  # take the flat indices, then split the axis into the indices' shape
+        take = Take(x.keras_axis(axis), picked, name=ctx.layer_name(node, "take"))
+        taken = ctx.helper(node, take, x.tensor, x.perm)
+        dims = [x.factor if d is None else d for d in x.onnx_shape]
+        dims[axis:axis + 1] = shape
+        batch = x.batch_axis + (len(shape) - 1 if x.batch_axis > axis else 0)
+        reshape_to(ctx, node, taken, dims, batch)
+        return
     perm = after_removing(x.perm, [axis]) if scalar else x.perm
     layer = Take(x.keras_axis(axis), picked[0] if scalar else picked, name=ctx.layer_name(node))
     ctx.emit(node, layer, x.tensor, perm)
