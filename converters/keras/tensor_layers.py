@@ -130,6 +130,24 @@ class BroadcastTo(keras.layers.Layer):
         return {**super().get_config(), "shape": self.shape}
 
 
+@_register
+class Tile(keras.layers.Layer):
+    """Repeat every Keras axis but 0 ``repeats`` times (ONNX Tile of a model tensor)."""
+
+    def __init__(self, repeats: list[int], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.repeats = [int(r) for r in repeats]
+
+    def call(self, x: Any) -> Any:
+        return ops.tile(x, [1, *self.repeats])
+
+    def compute_output_shape(self, shape: tuple) -> tuple:
+        return (shape[0], *(None if d is None else d * r for d, r in zip(shape[1:], self.repeats)))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "repeats": self.repeats}
+
+
 def _dtype_name(dtype: Any) -> str:
     return np.dtype(dtype).name if not isinstance(dtype, str) else dtype
 
@@ -231,4 +249,5 @@ class PadAxes(keras.layers.Layer):
         return {**super().get_config(), "pads": self.pads, "value": self.value}
 
 
-TENSOR_LAYERS = (BatchReshape, MatMul, Binary, Einsum, Unary, Where, Cast, BatchBroadcast, PadAxes)
+TENSOR_LAYERS = (BatchReshape, MatMul, Binary, Einsum, Unary, BroadcastTo, Tile, Where, Cast,
+                 BatchBroadcast, PadAxes)

@@ -204,6 +204,26 @@ class Reductions(nn.Module):
                                   y.mean((2, 3))], 1))
 
 
+class GlobalQuery(nn.Module):
+    """GC ViT's global attention: one query per image, repeated for each of its windows by
+    ``repeat_interleave(B // b)``, a division of two batch-dependent sizes (the batch
+    cancels) and a Tile of a model tensor."""
+
+    def __init__(self, dim: int = 8) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, dim, 3, stride=2, padding=1)
+        self.fc = nn.Linear(4 * dim, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)  # (b, C, 8, 8): four 4x4 windows per image
+        b, c = y.shape[:2]
+        win = y.reshape(b, c, 2, 4, 2, 4).permute(0, 2, 4, 3, 5, 1).reshape(-1, 16, c)
+        q = y.mean((2, 3)).unsqueeze(1)
+        q = q.repeat_interleave(win.shape[0] // q.shape[0], dim=0)  # (b * 4, 1, C)
+        attn = (q @ win.transpose(1, 2) / math.sqrt(c)).softmax(-1)
+        return self.fc((attn @ win).reshape(b, 4 * c))
+
+
 def _small_vit() -> nn.Module:
     return torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=2,
                                                 num_heads=2, hidden_dim=16, mlp_dim=32,
@@ -225,6 +245,7 @@ def _small_maxvit() -> nn.Module:
 # name -> (factory, image size, whether Keras holds exactly PyTorch's parameters)
 TINY = {"deit": (TinyDeiT, 32, True), "swin_parts": (TinySwin, 32, False),
         "masks": (MaskNet, 16, True), "reductions": (Reductions, 32, True),
+        "global_query": (GlobalQuery, 16, True),
         "vit": (_small_vit, 32, True),
         "swin": (_small_swin, 40, False), "maxvit": (_small_maxvit, 64, False)}
 

@@ -60,15 +60,20 @@ folds("Mul")(_arith(np.multiply, product=True))
 
 @folds("Div")
 def divide(node: Node, vals: list[Const | None]) -> Const:
+    """A batch entry over a static number stays one (when the number divides it); over
+    another batch entry the batch cancels (GC ViT's windows per image,
+    ``(batch * windows) // batch``) and the quotient is static."""
     a, b = vals
-    static(node, b)
-    if a.is_dynamic and np.issubdtype(a.value.dtype, np.integer):
-        inexact = np.broadcast_to(a.mask(), np.broadcast_shapes(a.value.shape, b.value.shape)) \
-            & (np.mod(a.value, b.value) != 0)
-        if inexact.any():  # (batch * f) // d is a multiple of the batch only when d divides f
-            raise node.unsupported("a batch-dependent size divided by a number not dividing it")
-    return _masked(np.asarray(_divide(a.value, b.value)).astype(
-        np.result_type(a.value, b.value)), a, b)
+    shape = np.broadcast_shapes(a.value.shape, b.value.shape)
+    top, bottom = np.broadcast_to(a.mask(), shape), np.broadcast_to(b.mask(), shape)
+    if (bottom & ~top).any():
+        raise node.unsupported("a number divided by a batch-dependent size")
+    value = np.asarray(_divide(a.value, b.value)).astype(np.result_type(a.value, b.value))
+    scaled = top & ~bottom
+    if np.issubdtype(value.dtype, np.integer) and (scaled & (np.mod(a.value, b.value) != 0)).any():
+        # (batch * f) // d is a multiple of the batch only when d divides f
+        raise node.unsupported("a batch-dependent size divided by a number not dividing it")
+    return Const(value, scaled) if scaled.any() else Const(value)
 
 
 def _static_binary(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> FoldFn:

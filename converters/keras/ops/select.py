@@ -1,4 +1,4 @@
-"""Masks and broadcasts: Where on model tensors, Expand of a tensor or to the batch,
+"""Masks and broadcasts: Where on model tensors, Expand and Tile of a tensor, Expand or
 ConstantOfShape to the batch.
 
 ViT expands its class token to ``(batch, 1, 768)``: a ``BatchBroadcast``
@@ -13,7 +13,7 @@ from converters.keras.context import BuildContext
 from converters.keras.graph import Node
 from converters.keras.layout import Const, Sym, constant_in_layout, preferred
 from converters.keras.ops.registry import register
-from converters.keras.tensor_layers import BatchBroadcast, BroadcastTo, Where
+from converters.keras.tensor_layers import BatchBroadcast, BroadcastTo, Tile, Where
 
 
 @register("Where")
@@ -69,6 +69,17 @@ def expand_tensor(ctx: BuildContext, node: Node, x: Sym, target: Const) -> None:
             out[axis] = max(out[axis], dim)
     shape = [out[a] for a in x.perm[1:]]
     ctx.emit(node, BroadcastTo(shape, name=ctx.layer_name(node)), x.tensor, x.perm)
+
+
+@register("Tile", note="of a model tensor along static axes (repeat_interleave's)")
+def tile(ctx: BuildContext, node: Node) -> None:
+    x, repeats = ctx.sym(node), ctx.const(node, 1)
+    if repeats.is_dynamic or len(repeats.ints()) != x.rank:
+        raise node.unsupported("repeats that depend on the batch or do not match the rank")
+    if repeats.ints()[x.batch_axis] != 1:
+        raise node.unsupported("repeating along the batch axis")
+    keras_repeats = [repeats.ints()[a] for a in x.perm[1:]]
+    ctx.emit(node, Tile(keras_repeats, name=ctx.layer_name(node)), x.tensor, x.perm)
 
 
 @register("ConstantOfShape")
