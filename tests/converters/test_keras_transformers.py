@@ -207,11 +207,12 @@ class Reductions(nn.Module):
 class GlobalQuery(nn.Module):
     """GC ViT's global attention: one query per image, repeated for each of its windows by
     ``repeat_interleave(B // b)``, a division of two batch-dependent sizes (the batch
-    cancels) and a Tile of a model tensor."""
+    cancels) and a Tile of a model tensor; a LayerNorm without bias (PoolFormerV2's)."""
 
     def __init__(self, dim: int = 8) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, dim, 3, stride=2, padding=1)
+        self.norm = nn.LayerNorm(dim, bias=False)
         self.fc = nn.Linear(4 * dim, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -221,7 +222,7 @@ class GlobalQuery(nn.Module):
         q = y.mean((2, 3)).unsqueeze(1)
         q = q.repeat_interleave(win.shape[0] // q.shape[0], dim=0)  # (b * 4, 1, C)
         attn = (q @ win.transpose(1, 2) / math.sqrt(c)).softmax(-1)
-        return self.fc((attn @ win).reshape(b, 4 * c))
+        return self.fc(self.norm(attn @ win).reshape(b, 4 * c))
 
 
 def _small_vit() -> nn.Module:

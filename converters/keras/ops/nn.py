@@ -243,13 +243,14 @@ def layer_normalization(ctx: BuildContext, node: Node) -> None:
     if x.batch_axis in onnx_axes:
         raise node.unsupported("normalising over the batch axis")
     keras_axes = sorted(x.keras_axis(a) for a in onnx_axes)
-    scale, bias = ctx.weight(node, 1), ctx.weight(node, 2)
-    if bias is None:
-        raise node.unsupported("LayerNormalization without a bias")
+    scale, bias = ctx.weight(node, 1), ctx.const(node, 2)
+    # no bias (``bias=False``: PyTorch exports none, or a constant of zeros): no beta weight
+    center = bias is not None and (bias.weight is not None or bool(np.any(bias.value)))
     order = [onnx_axes.index(x.perm[k]) for k in keras_axes]  # normalised axes in Keras order
-    scale = scale.reshape(x.onnx_shape[axis:]).transpose(order)
-    bias = bias.reshape(x.onnx_shape[axis:]).transpose(order)
+    in_keras_order = lambda w: np.broadcast_to(  # noqa: E731
+        np.asarray(w, np.float32), x.onnx_shape[axis:]).transpose(order)
     layer = keras.layers.LayerNormalization(
         axis=keras_axes if len(keras_axes) > 1 else keras_axes[0],
-        epsilon=float(node.attr("epsilon", 1e-5)), name=ctx.layer_name(node))
-    ctx.emit(node, layer, x.tensor, x.perm, weights=[scale, bias])
+        epsilon=float(node.attr("epsilon", 1e-5)), center=center, name=ctx.layer_name(node))
+    weights = [in_keras_order(scale), *([in_keras_order(bias.value)] if center else [])]
+    ctx.emit(node, layer, x.tensor, x.perm, weights=weights)
