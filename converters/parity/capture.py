@@ -82,7 +82,8 @@ def capture_tflite(path: Path, tensor_map: dict, x: np.ndarray, fmt: str,
     with runner:
         out = runner.infer({"input": x})
         details = runner.interpreter.get_tensor_details()
-        by_layer = _tflite_activations(details, _execution_order(runner.interpreter))
+        by_layer = _tflite_activations(details, _execution_order(runner.interpreter),
+                                       _layout_copies(runner.interpreter, details))
         named = {layer for d in details if _is_activation(d) for layer in _layers_named(d)}
         tensor_map = _with_scope_names(tensor_map, by_layer)
         onnx_of_layer = {layer: name for name, rec in tensor_map.items()
@@ -193,6 +194,28 @@ def _execution_order(interpreter) -> list[int]:
     return list(order)
 
 
+def _layout_copies(interpreter, details: list[dict]) -> set[int]:
+    """Tensors a TRANSPOSE made from a tensor and named after it with a number appended
+    (``pos_embed.Add_1/Add`` -> ``pos_embed.Add_1/Add1``): TFLite's converter moved a
+    reader's transpose up to the op's output (timm's eca_botnext26ts_256: the 5-D Add of
+    the relative position logits, then the next reshape's transpose to ONNX order). The
+    copy is in the reader's layout, not the layer's: read as the layer's output it failed
+    parity at -2.8 dB."""
+    try:
+        ops = interpreter._get_ops_details()  # noqa: SLF001  public in all but name
+    except AttributeError:
+        return set()
+    name = {int(d["index"]): d["name"] for d in details}
+    copies = set()
+    for op in ops:
+        if op["op_name"] != "TRANSPOSE" or not len(op["inputs"]) or not len(op["outputs"]):
+            continue
+        src, out = name.get(int(op["inputs"][0]), ""), name.get(int(op["outputs"][0]), "")
+        if src and out.startswith(src) and out[len(src):].isdigit():
+            copies.add(int(op["outputs"][0]))
+    return copies
+
+
 def _is_activation(detail: dict) -> bool:
     """Activations have a dynamic batch axis; weights do not."""
     sig = detail["shape_signature"]
@@ -205,8 +228,8 @@ def _layers_named(detail: dict) -> list[str]:
     return [part.split("/")[1] for part in detail["name"].split(";") if part.count("/") >= 2]
 
 
-def _tflite_activations(details: list[dict], order: list[int] | None = None
-                        ) -> dict[str, tuple[int, list[str]]]:
+def _tflite_activations(details: list[dict], order: list[int] | None = None,
+                        copies: set[int] = frozenset()) -> dict[str, tuple[int, list[str]]]:
     """TF layer name -> (tensor index, TF layers fused into that tensor).
 
     A tensor named ``model/tf.nn.relu_20/Relu;model/tf.nn.convolution_20/convolution``
@@ -215,13 +238,14 @@ def _tflite_activations(details: list[dict], order: list[int] | None = None
     tensors: its output is the one made last, in ``order`` (the ops' execution order;
     tensor index order where unknown). A layer named again, not first, by a later tensor
     had its last ops fused forward (a Conv's bias folded into the Add after it): its own
-    tensor is not its output and it is left out.
+    tensor is not its output and it is left out. ``copies`` (``_layout_copies``) name no
+    layer.
     """
     rank = {idx: i for i, idx in enumerate(order or ())}
     out: dict[str, tuple[int, list[str]]] = {}
     fused_later: set[str] = set()  # layers some of whose ops a later tensor holds
     for d in sorted(details, key=lambda d: (rank.get(d["index"], -1), d["index"])):
-        if not _is_activation(d):
+        if not _is_activation(d) or d["index"] in copies:
             continue
         if layers := _layers_named(d):
             out[layers[0]] = (d["index"], layers)
