@@ -82,9 +82,13 @@ def capture_tflite(path: Path, tensor_map: dict, x: np.ndarray, fmt: str,
     with runner:
         out = runner.infer({"input": x})
         details = runner.interpreter.get_tensor_details()
-        by_layer = _tflite_activations(details, _execution_order(runner.interpreter),
-                                       _layout_copies(runner.interpreter, details))
-        named = {layer for d in details if _is_activation(d) for layer in _layers_named(d)}
+        copies, rank = _layout_copies(runner.interpreter, details), _graph_rank(tensor_map)
+        by_layer = _tflite_activations(details, _execution_order(runner.interpreter), copies,
+                                       rank)
+        activations = [_owner_first(_layers_named(d), rank) for d in details
+                       if _is_activation(d) and d["index"] not in copies]
+        named = {layer for layers in activations for layer in layers}
+        owners = {layers[0] for layers in activations if layers}
         tensor_map = _with_scope_names(tensor_map, by_layer)
         onnx_of_layer = {layer: name for name, rec in tensor_map.items()
                          for layer in (rec["tf_layer"], *rec["tf_aliases"])}
@@ -98,6 +102,14 @@ def capture_tflite(path: Path, tensor_map: dict, x: np.ndarray, fmt: str,
             idx, layers = found
             value = runner.interpreter.get_tensor(idx).astype(np.float32)
             holder = _folded_into(onnx_name, tensor_map, named, folded or {})
+            partly = (folded or {}).get(holder)
+            if partly in tensor_map and tensor_map[partly]["tf_layer"] in named - owners:
+                # the reader's scale folded back into this tensor, its shift forward into a
+                # later op (visformer_tiny: the BN's into the position-embedding Add)
+                unaligned[onnx_name] = (f"{rec['op']}: holds part of the "
+                                        f"{tensor_map[partly]['op']} after it ({partly}), "
+                                        "the rest fused into a later op")
+                continue
             if holder != onnx_name:
                 unaligned[onnx_name] = (f"{rec['op']}: TFLite folded the "
                                         f"{tensor_map[holder]['op']} after it ({holder}) "
@@ -216,6 +228,33 @@ def _layout_copies(interpreter, details: list[dict]) -> set[int]:
     return copies
 
 
+def _graph_rank(tensor_map: dict) -> dict[str, int]:
+    """Keras layer -> its position in the ONNX graph (the Keras map is in build order), under
+    every name scope TensorFlow may number it with; onnx2tf's layers are not ranked."""
+    rank: dict[str, int] = {}
+    for i, rec in enumerate(tensor_map.values()):
+        if rec.get("scope") == "keras":
+            for layer in (rec["tf_layer"], *rec.get("tf_aliases", ())):
+                for suffix in ("", "_1", "_2", "_3"):
+                    rank[layer + suffix] = i
+    return rank
+
+
+def _owner_first(layers: list[str], rank: dict[str, int]) -> list[str]:
+    """``layers`` (those a tensor names) with the one whose output it holds first: the first
+    named, or where that is a ranked Keras layer, the latest ranked one in the graph.
+    TFLite may name a fused tensor after an earlier layer (visformer_tiny: a BN's shift
+    added with the position embedding in one ADD named
+    ``norm.BatchNormalization_1/batchnorm/add_1;Add_1/...``). A builder's helper named
+    first (a ``_perm`` transpose TFLite merged with reshapes, in MaxViT's partitions) keeps
+    the tensor: the reshapes named after it are not what it holds."""
+    if not layers or layers[0] not in rank:
+        return layers
+    ranked = [layer for layer in layers if layer in rank]
+    owner = max(ranked, key=lambda layer: rank[layer])
+    return [owner, *(layer for layer in layers if layer != owner)]
+
+
 def _is_activation(detail: dict) -> bool:
     """Activations have a dynamic batch axis; weights do not."""
     sig = detail["shape_signature"]
@@ -229,7 +268,8 @@ def _layers_named(detail: dict) -> list[str]:
 
 
 def _tflite_activations(details: list[dict], order: list[int] | None = None,
-                        copies: set[int] = frozenset()) -> dict[str, tuple[int, list[str]]]:
+                        copies: set[int] = frozenset(), rank: dict[str, int] | None = None
+                        ) -> dict[str, tuple[int, list[str]]]:
     """TF layer name -> (tensor index, TF layers fused into that tensor).
 
     A tensor named ``model/tf.nn.relu_20/Relu;model/tf.nn.convolution_20/convolution``
@@ -239,15 +279,15 @@ def _tflite_activations(details: list[dict], order: list[int] | None = None,
     tensor index order where unknown). A layer named again, not first, by a later tensor
     had its last ops fused forward (a Conv's bias folded into the Add after it): its own
     tensor is not its output and it is left out. ``copies`` (``_layout_copies``) name no
-    layer.
+    layer; ``rank`` (``_graph_rank``) picks which layer a fused tensor belongs to.
     """
-    rank = {idx: i for i, idx in enumerate(order or ())}
+    position = {idx: i for i, idx in enumerate(order or ())}
     out: dict[str, tuple[int, list[str]]] = {}
     fused_later: set[str] = set()  # layers some of whose ops a later tensor holds
-    for d in sorted(details, key=lambda d: (rank.get(d["index"], -1), d["index"])):
+    for d in sorted(details, key=lambda d: (position.get(d["index"], -1), d["index"])):
         if not _is_activation(d) or d["index"] in copies:
             continue
-        if layers := _layers_named(d):
+        if layers := _owner_first(_layers_named(d), rank or {}):
             out[layers[0]] = (d["index"], layers)
             fused_later.discard(layers[0])
             fused_later.update(lay for lay in layers[1:] if lay in out and lay != layers[0])
