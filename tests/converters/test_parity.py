@@ -277,6 +277,11 @@ def test_padding_infinities_agree_and_the_rest_is_compared():
     assert _diff("pad", 0, ref, lowest).passed
     lowest[0, 0, 0, 0] = np.finfo(np.float32).max  # the other sign: not the same padding
     assert not _diff("pad", 0, ref, lowest).passed
+    # its fp16 files pad with float16's lowest, -65504 (measured the same way)
+    half = np.where(np.isinf(ref), np.finfo(np.float16).min, ref).astype(np.float32)
+    assert _diff("pad", 0, ref, half).passed
+    half[0, 0, 0, 0] = -1000.0  # a finite value where the reference pads: not padding
+    assert not _diff("pad", 0, ref, half).passed
 
 
 def _report(diffs):
