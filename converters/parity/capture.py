@@ -194,14 +194,18 @@ def _with_scope_names(tensor_map: dict, by_layer: dict[str, tuple[int, list[str]
                              for n, r in keras_recs.items()}}
 
 
-def _execution_order(interpreter) -> list[int]:
-    """Output tensor indices in the order the ops run ([] where the interpreter hides it)."""
+def _ops_details(interpreter) -> list[dict]:
+    """The interpreter's ops in execution order ([] where it hides them)."""
     try:
-        ops = interpreter._get_ops_details()  # noqa: SLF001  public in all but name
+        return interpreter._get_ops_details()  # noqa: SLF001  public in all but name
     except AttributeError:
         return []
+
+
+def _execution_order(interpreter) -> list[int]:
+    """Output tensor indices in the order the ops run ([] where the interpreter hides it)."""
     order: dict[int, None] = {}
-    for op in ops:
+    for op in _ops_details(interpreter):
         order.update(dict.fromkeys(int(i) for i in op["outputs"]))
     return list(order)
 
@@ -213,13 +217,9 @@ def _layout_copies(interpreter, details: list[dict]) -> set[int]:
     the relative position logits, then the next reshape's transpose to ONNX order). The
     copy is in the reader's layout, not the layer's: read as the layer's output it failed
     parity at -2.8 dB."""
-    try:
-        ops = interpreter._get_ops_details()  # noqa: SLF001  public in all but name
-    except AttributeError:
-        return set()
     name = {int(d["index"]): d["name"] for d in details}
     copies = set()
-    for op in ops:
+    for op in _ops_details(interpreter):
         if op["op_name"] != "TRANSPOSE" or not len(op["inputs"]) or not len(op["outputs"]):
             continue
         src, out = name.get(int(op["inputs"][0]), ""), name.get(int(op["outputs"][0]), "")

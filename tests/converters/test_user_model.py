@@ -209,19 +209,13 @@ def test_tflite_parity_reads_a_conv_with_its_layer_scale_folded_in(tmp_path):
     (its tensor named ``mlp.fc2.Conv_1/convolution1`` alone). This small model keeps the
     Mul's name on the fused tensor, which parity reads as the Mul either way."""
     from converters.parity.capture import _folded_into, folded_readers
-    from converters.parity.run import run_parity
-    from converters.pipeline import ConvertOptions, convert_model
 
     torch.manual_seed(0)
-    convert_model(LayerScaleNet().eval(),
-                  ConvertOptions(out_root=tmp_path, formats=("onnx", "keras", "tflite_fp32"),
-                                 tf_converter="keras"),
-                  log=lambda _: None, name="layerscale", preprocessing=imagenet_preprocessing(32))
+    report = _tflite_parity(LayerScaleNet().eval(), tmp_path, "layerscale")
     readers = folded_readers(tmp_path / "layerscale" / "layerscale.onnx")
     # the layer scale after the Conv; not the scale before it (TFLite folds that one
     # forward: read as it, nf_regnet_b1's activations failed at 34 dB)
     assert readers == {"/fc2/Conv_output_0": "/Mul_1_output_0"}, readers
-    [report] = run_parity(tmp_path / "layerscale", pairs=(("onnx", "tflite_fp32"),))
     assert report.passed, (report.first_divergent, report.worst)
     assert {d.name: d for d in report.diffs}["/Mul_1_output_0"].snr_db > 100
     # convnext_zepto_rms's case: the Mul has no tensor, the Conv's holds its output
@@ -232,6 +226,18 @@ def test_tflite_parity_reads_a_conv_with_its_layer_scale_folded_in(tmp_path):
     assert _folded_into("/fc2/Conv_output_0", records, {"fc2.Conv_1": (78, []),
                                                        "Mul-1_1": (79, [])},
                         readers) == "/fc2/Conv_output_0"
+
+
+def _tflite_parity(model: torch.nn.Module, tmp_path, name: str):
+    """``model`` through the Keras path to TFLite fp32, and its ONNX-vs-TFLite parity."""
+    from converters.parity.run import run_parity
+    from converters.pipeline import ConvertOptions, convert_model
+
+    convert_model(model, ConvertOptions(out_root=tmp_path, tf_converter="keras",
+                                        formats=("onnx", "keras", "tflite_fp32")),
+                  log=lambda _: None, name=name, preprocessing=imagenet_preprocessing(32))
+    [report] = run_parity(tmp_path / name, pairs=(("onnx", "tflite_fp32"),))
+    return report
 
 
 class DilatedBNNet(torch.nn.Module):
@@ -254,18 +260,12 @@ def test_tflite_parity_reads_a_dilated_conv_apart_from_the_bn_after_it(tmp_path)
     timm's skresnet18 failed TFLite parity at -0.7 dB on its first dilated path's BN. A BN
     that TFLite names anywhere is not folded: it is unaligned (fused forward, saying so)
     and the Conv is compared as itself."""
-    from converters.parity.run import run_parity
-    from converters.pipeline import ConvertOptions, convert_model
-
     torch.manual_seed(0)
     model = DilatedBNNet().eval()
     with torch.no_grad():
         model.bn.running_mean.uniform_(-1, 1)
         model.bn.running_var.uniform_(0.5, 2)
-    convert_model(model, ConvertOptions(out_root=tmp_path, tf_converter="keras",
-                                        formats=("onnx", "keras", "tflite_fp32")),
-                  log=lambda _: None, name="dilated", preprocessing=imagenet_preprocessing(32))
-    [report] = run_parity(tmp_path / "dilated", pairs=(("onnx", "tflite_fp32"),))
+    report = _tflite_parity(model, tmp_path, "dilated")
     assert report.passed, (report.first_divergent, report.worst)
     diffs = {d.name: d for d in report.diffs}
     assert diffs["/conv/Conv_output_0"].snr_db > 100
@@ -294,19 +294,13 @@ def test_tflite_parity_reads_a_bn_shared_between_a_conv_and_a_later_add(tmp_path
     was compared as the BN (timm's visformer_tiny failed TFLite parity at it, and at the
     Conv holding only the BN's scale once a BN named anywhere counted as not folded). The
     tensor belongs to the latest layer it names; the Conv and the BN are unaligned."""
-    from converters.parity.run import run_parity
-    from converters.pipeline import ConvertOptions, convert_model
-
     torch.manual_seed(0)
     model = PosEmbedBNNet().eval()
     with torch.no_grad():
         model.norm.running_mean.uniform_(-1, 1)
         model.norm.running_var.uniform_(0.5, 2)
         model.norm.bias.uniform_(-1, 1)
-    convert_model(model, ConvertOptions(out_root=tmp_path, tf_converter="keras",
-                                        formats=("onnx", "keras", "tflite_fp32")),
-                  log=lambda _: None, name="posembed", preprocessing=imagenet_preprocessing(32))
-    [report] = run_parity(tmp_path / "posembed", pairs=(("onnx", "tflite_fp32"),))
+    report = _tflite_parity(model, tmp_path, "posembed")
     assert report.passed, (report.first_divergent, report.worst)
     diffs = {d.name: d for d in report.diffs}
     assert diffs["/Add_output_0"].snr_db > 100
