@@ -17,6 +17,8 @@ class TensorSite:
 @dataclass(frozen=True)
 class GraphIndex:
     sites: tuple[TensorSite, ...]
+    # float32 bytes of every site for one image: what a capture holds per image
+    bytes_per_image: int = 0
 
     def by_name(self) -> dict[str, TensorSite]:
         return {s.name: s for s in self.sites}
@@ -44,7 +46,8 @@ def index_graph(onnx_path: Path) -> GraphIndex:
 
     from converters.onnx_names import ModulePaths
 
-    proto = onnx.shape_inference.infer_shapes(onnx.load(str(onnx_path)))
+    model = onnx.load(str(onnx_path))
+    proto = onnx.shape_inference.infer_shapes(model)
     float_type = onnx.TensorProto.FLOAT
     types = {v.name: v.type.tensor_type.elem_type
              for v in [*proto.graph.value_info, *proto.graph.output]}
@@ -56,4 +59,29 @@ def index_graph(onnx_path: Path) -> GraphIndex:
         module = paths.of_node(node.name, tuple(node.input))
         sites.extend(TensorSite(out, node.name, node.op_type, module, depth)
                      for out in node.output if out and types.get(out) == float_type)
-    return GraphIndex(tuple(sites))
+    return GraphIndex(tuple(sites), _bytes_per_image(model, {s.name for s in sites}))
+
+
+def _bytes_per_image(model, names: set[str]) -> int:
+    """float32 bytes of the tensors ``names`` for a batch of one: shapes inferred again with
+    the batch fixed to 1, ``data_prop`` resolving the shapes that Shape/Gather/Concat compute
+    for a Reshape (Swin's windows). A dimension still unknown counts as 1."""
+    import numpy as np
+    import onnx
+
+    one = onnx.ModelProto()
+    one.CopyFrom(model)
+    for value in one.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].dim_value:
+            dims[0].dim_value = 1
+    try:
+        inferred = onnx.shape_inference.infer_shapes(one, data_prop=True)
+    except Exception:  # an estimate only: fall back to the dynamic-batch shapes
+        inferred = onnx.shape_inference.infer_shapes(model)
+    total = 0
+    for value in [*inferred.graph.value_info, *inferred.graph.output]:
+        if value.name in names:
+            dims = value.type.tensor_type.shape.dim
+            total += 4 * int(np.prod([d.dim_value or 1 for d in dims], dtype=np.int64))
+    return total

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -35,21 +35,25 @@ class TensorDiff:
         return finite_or_null(d)
 
 
-def count_nonfinite(label: str, x: np.ndarray) -> str:
-    """``"label: 12 NaN, 3 Inf"`` (only the non-zero counts), or "" when ``x`` is all finite."""
+def _nonfinite_counts(x: np.ndarray) -> tuple[int, int]:
     if not np.issubdtype(x.dtype, np.floating) or np.isfinite(x).all():
+        return 0, 0
+    return int(np.isnan(x).sum()), int(np.isinf(x).sum())
+
+
+def _nonfinite_text(label: str, n_nan: int, n_inf: int) -> str:
+    """``"label: 12 NaN, 3 Inf"`` (only the non-zero counts), or "" when all are finite."""
+    if not n_nan and not n_inf:
         return ""
-    n_nan, n_inf = int(np.isnan(x).sum()), int(np.isinf(x).sum())
     return f"{label}: " + ", ".join(f"{n} {what}" for n, what in ((n_nan, "NaN"), (n_inf, "Inf"))
                                     if n)
 
 
-def _energy_stats(r: np.ndarray, t: np.ndarray) -> tuple[float, float, float]:
-    """(rel_l2, cosine, snr_db) of finite float64 vectors."""
-    err = t - r
-    ref_energy, err_energy = float(r @ r), float(err @ err)
-    norms = math.sqrt(ref_energy) * math.sqrt(float(t @ t))
-    cosine = float(r @ t) / norms if norms > 0 else (1.0 if err_energy == 0 else 0.0)
+def _energy_stats(ref_energy: float, err_energy: float, cross: float, test_energy: float
+                  ) -> tuple[float, float, float]:
+    """(rel_l2, cosine, snr_db) from r.r, e.e, r.t and t.t (e = t - r) of finite vectors."""
+    norms = math.sqrt(ref_energy) * math.sqrt(test_energy)
+    cosine = cross / norms if norms > 0 else (1.0 if err_energy == 0 else 0.0)
     if err_energy == 0:
         snr = math.inf
     elif ref_energy == 0:
@@ -88,20 +92,60 @@ def diff_tensors(ref: np.ndarray, test: np.ndarray, *, name: str, module: str, o
     MaxPool2dSame; TFLite's float32 or float16 lowest for it): those agree, and the
     finite values are compared.
     """
-    if _same_infinities(ref, test):
-        finite = np.isfinite(ref)
-        ref, test = ref[finite], test[finite]
-    nonfinite = "; ".join(filter(None, (count_nonfinite(labels[1], test),
-                                        count_nonfinite(labels[0], ref))))
-    if nonfinite:
-        nan = math.nan
-        return TensorDiff(name, module, op, depth, tuple(ref.shape), nan, nan, nan, nan, nan,
-                          False, nonfinite)
-    r = ref.astype(np.float64).ravel()
-    t = test.astype(np.float64).ravel()
-    rel, cosine, snr = _energy_stats(r, t)
-    # identical tensors pass, an all-zero one (a dead ReLU) included: snr is inf there
-    passed = snr >= tol.min_snr_db and (cosine >= tol.min_cosine or snr == math.inf)
-    abs_err = np.abs(t - r)
-    return TensorDiff(name, module, op, depth, tuple(ref.shape), float(abs_err.max(initial=0)),
-                      float(abs_err.mean()) if abs_err.size else 0.0, rel, cosine, snr, passed)
+    acc = DiffAccumulator(name, module, op, depth, tol, labels)
+    acc.add(ref, test)
+    return acc.result()
+
+
+@dataclass
+class DiffAccumulator:
+    """``diff_tensors`` over a batch that arrives a few images at a time: parity of a big
+    model captures every tensor of a slice of its inputs, compares, and drops it (every
+    tensor of efficientnet_b4 at 380 px is 617 MiB an image). The energies, the sums and
+    the counts add up, so ``result()`` is the whole batch's statistics."""
+
+    name: str
+    module: str
+    op: str
+    depth: int
+    tol: TensorTolerance
+    labels: tuple[str, str] = ("reference", "test")
+    shape: tuple[int, ...] = ()  # the first slice's, its leading (batch) axis summed
+    _sums: np.ndarray = field(default_factory=lambda: np.zeros(5))  # r.r, e.e, r.t, t.t, |e|
+    _max_abs: float = 0.0
+    _count: int = 0
+    _nonfinite: np.ndarray = field(default_factory=lambda: np.zeros(4, np.int64))
+
+    def add(self, ref: np.ndarray, test: np.ndarray) -> None:
+        """One slice of the batch: ``ref`` and ``test`` of equal shape."""
+        self.shape = (tuple(ref.shape) if not self.shape or not ref.ndim
+                      else (self.shape[0] + ref.shape[0], *self.shape[1:]))
+        if _same_infinities(ref, test):
+            finite = np.isfinite(ref)
+            ref, test = ref[finite], test[finite]
+        counts = (*_nonfinite_counts(test), *_nonfinite_counts(ref))
+        self._nonfinite += counts
+        if any(counts) or self._nonfinite.any():
+            return
+        r = ref.astype(np.float64).ravel()
+        t = test.astype(np.float64).ravel()
+        err = t - r
+        abs_err = np.abs(err)
+        self._sums += (r @ r, err @ err, r @ t, t @ t, abs_err.sum())
+        self._max_abs = max(self._max_abs, float(abs_err.max(initial=0)))
+        self._count += r.size
+
+    def result(self) -> TensorDiff:
+        n_nan_t, n_inf_t, n_nan_r, n_inf_r = (int(n) for n in self._nonfinite)
+        nonfinite = "; ".join(filter(None, (_nonfinite_text(self.labels[1], n_nan_t, n_inf_t),
+                                            _nonfinite_text(self.labels[0], n_nan_r, n_inf_r))))
+        where = (self.name, self.module, self.op, self.depth, self.shape)
+        if nonfinite:
+            nan = math.nan
+            return TensorDiff(*where, nan, nan, nan, nan, nan, False, nonfinite)
+        rel, cosine, snr = _energy_stats(*(float(v) for v in self._sums[:4]))
+        # identical tensors pass, an all-zero one (a dead ReLU) included: snr is inf there
+        passed = snr >= self.tol.min_snr_db and (cosine >= self.tol.min_cosine
+                                                 or snr == math.inf)
+        mean_abs = float(self._sums[4]) / self._count if self._count else 0.0
+        return TensorDiff(*where, self._max_abs, mean_abs, rel, cosine, snr, passed)

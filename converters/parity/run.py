@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -15,9 +15,9 @@ from converters.parity.capture import (Capture, capture_keras, capture_keras_sav
                                        capture_onnx, capture_tf, capture_tflite,
                                        capture_torch, folded_readers)
 from converters.parity.graph_index import GraphIndex, index_graph
-from converters.parity.metrics import TensorDiff, diff_tensors
+from converters.parity.metrics import DiffAccumulator, TensorDiff
 from converters.terminal import Status, no_status
-from converters.tolerance import DEFAULT_POLICY, TolerancePolicy
+from converters.tolerance import DEFAULT_POLICY, TensorTolerance, TolerancePolicy
 
 if TYPE_CHECKING:
     import torch
@@ -103,12 +103,15 @@ def capture_format(fmt: str, folder: Path, manifest: Manifest, inputs: ParityInp
     """Every intermediate tensor of ``fmt``; PyTorch's from ``model`` when given, else from
     the model rebuilt as the manifest records it (no catalog look-up)."""
     if fmt == "pytorch":
-        from zoo.build import build_model
-
-        if model is None:
-            model, _ = build_model(manifest.model_entry(), weights=manifest.weights.spec)
-        return capture_torch(model, inputs.x, index)
+        return capture_torch(model or _rebuild(manifest), inputs.x, index)
     return CAPTURES[get_format(fmt).capture](fmt, folder, manifest, inputs)
+
+
+def _rebuild(manifest: Manifest) -> "torch.nn.Module":
+    from zoo.build import build_model
+
+    model, _ = build_model(manifest.model_entry(), weights=manifest.weights.spec)
+    return model
 
 
 def _capture_onnx(fmt: str, folder: Path, manifest: Manifest, inputs: ParityInputs) -> Capture:
@@ -159,30 +162,80 @@ def _capture_or_error(fmt: str, folder: Path, manifest: Manifest, inputs: Parity
         return f"{fmt}: {error_line(exc)}"
 
 
-def compare(ref: Capture, test: Capture, index: GraphIndex, *, model: str, weights: str,
-            precision: str, inputs: str, policy: TolerancePolicy) -> PairReport:
-    tol = policy.for_(model, precision).tensors
-    diffs, unaligned = [], {}
+# What parity holds per image, in multiples of one capture: the reference's capture, the
+# test's, and the runtime's own copy of the test's while it is read out.
+_CAPTURES_HELD = 3
+
+
+def capture_memory_mb() -> float:
+    """What parity may spend on captures: a quarter of this machine's memory (the sweep
+    runs two models side by side), 2 GiB where /proc/meminfo cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            kib = next(int(line.split()[1]) for line in f if line.startswith("MemTotal:"))
+    except (OSError, StopIteration, ValueError):
+        return 2048.0
+    return kib / 1024 / 4
+
+
+def images_per_slice(index: GraphIndex, n_images: int, memory_mb: float) -> int:
+    """How many images one capture may cover so that parity's captures fit ``memory_mb``:
+    all of them for most models; fewer for one whose every tensor is hundreds of MiB an
+    image (efficientnet_b4's 617, b7's about 2 GiB), at least one."""
+    per_image_mb = index.bytes_per_image / 2**20 * _CAPTURES_HELD
+    if per_image_mb <= 0:
+        return n_images
+    return max(1, min(n_images, int(memory_mb // per_image_mb)))
+
+
+@dataclass
+class _PairState:
+    """One pair's comparison, filled a slice of images at a time."""
+
+    accumulators: dict[str, DiffAccumulator] = field(default_factory=dict)
+    unaligned: dict[str, str] = field(default_factory=dict)
+    fused: dict[str, list[str]] = field(default_factory=dict)
+    error: str = ""
+
+
+def _compare_into(state: _PairState, ref: Capture, test: Capture, index: GraphIndex, *,
+                  tol: TensorTolerance) -> None:
+    state.fused = test.fused
     for site in index.sites:
+        if site.name in state.unaligned:
+            continue
         a, b = ref.tensors.get(site.name), test.tensors.get(site.name)
         if a is None or b is None:
             missing = ref if a is None else test
-            unaligned[site.name] = f"{missing.format}: " + missing.unaligned.get(
+            state.unaligned[site.name] = f"{missing.format}: " + missing.unaligned.get(
                 site.name, "tensor not produced")
+        elif a.shape != b.shape:
+            state.unaligned[site.name] = f"shape {a.shape} vs {b.shape}"
+        else:
+            acc = state.accumulators.get(site.name)
+            if acc is None:
+                acc = state.accumulators[site.name] = DiffAccumulator(
+                    site.name, site.module, site.op, site.depth, tol,
+                    (ref.format, test.format))
+            acc.add(a, b)
             continue
-        if a.shape != b.shape:
-            unaligned[site.name] = f"shape {a.shape} vs {b.shape}"
-            continue
-        diffs.append(diff_tensors(a, b, name=site.name, module=site.module, op=site.op,
-                                  depth=site.depth, tol=tol, labels=(ref.format, test.format)))
+        state.accumulators.pop(site.name, None)  # aligned on earlier images only
+
+
+def compare(ref: Capture, test: Capture, index: GraphIndex, *, model: str, weights: str,
+            precision: str, inputs: str, policy: TolerancePolicy) -> PairReport:
+    state = _PairState()
+    _compare_into(state, ref, test, index, tol=policy.for_(model, precision).tensors)
     return PairReport(model, weights, ref.format, test.format, precision, inputs,
-                      len(index.sites), diffs, unaligned, test.fused)
+                      len(index.sites), [a.result() for a in state.accumulators.values()],
+                      state.unaligned, state.fused)
 
 
 def run_parity(folder: Path, *, pairs: tuple[tuple[str, str], ...] | None = None,
                policy: TolerancePolicy | None = None, inputs: ParityInputs | None = None,
                timings: dict[str, float] | None = None, status: Status = no_status,
-               model: "torch.nn.Module | None" = None) -> list[PairReport]:
+               model: "torch.nn.Module | None" = None,
+               memory_mb: float | None = None) -> list[PairReport]:
     """Compare every pair in ``pairs`` for the converted model in ``folder``.
 
     Everything comes from the folder (the ONNX file and the manifest's preprocessing and
@@ -190,6 +243,11 @@ def run_parity(folder: Path, *, pairs: tuple[tuple[str, str], ...] | None = None
     be rebuilt), else it is rebuilt as the manifest records it. ``timings``, when given,
     receives the seconds spent capturing each format and comparing each pair;
     ``status(text)`` is entered around each of those steps.
+
+    The captures of a big model cover a slice of the images at a time, so that they fit
+    ``memory_mb`` (``capture_memory_mb()`` by default); each slice is compared and dropped,
+    and the statistics add up to the whole batch's (``DiffAccumulator``). Every format is
+    then loaded once per slice.
     """
     import time
 
@@ -199,33 +257,53 @@ def run_parity(folder: Path, *, pairs: tuple[tuple[str, str], ...] | None = None
     policy = policy or DEFAULT_POLICY
     inputs = inputs or parity_inputs(manifest)
     index = index_graph(folder / manifest.artifact("onnx").path)
-    captures: dict[str, Capture | str] = {}
+    n = len(inputs.x)
+    step = images_per_slice(index, n, capture_memory_mb() if memory_mb is None else memory_mb)
+    states = [_PairState() for _ in pairs]
+    failed: dict[str, str] = {}  # format -> why it could not run (on any slice)
+    if step < n and model is None and any("pytorch" in pair for pair in pairs):
+        try:  # built once for every slice
+            model = _rebuild(manifest)
+        except Exception as exc:
+            failed["pytorch"] = f"pytorch: {error_line(exc)}"
+    for start in range(0, n, step):
+        part = replace(inputs, x=inputs.x[start:start + step])
+        where = f" (images {start + 1}-{min(start + step, n)} of {n})" if step < n else ""
+        captures: dict[str, Capture] = {}
+        for i, (ref_fmt, test_fmt) in enumerate(pairs):
+            # a capture no later pair reads is dropped: every tensor of a big model at 6 images
+            # is gigabytes (maxvit_t's six captures held at once outgrew a 23 GB machine)
+            later = {f for pair in pairs[i:] for f in pair}
+            for fmt in [f for f in captures if f not in later]:
+                del captures[fmt]
+            for fmt in (ref_fmt, test_fmt):
+                if fmt not in captures and fmt not in failed:
+                    t0 = time.perf_counter()
+                    with status(f"parity: capturing every {fmt} tensor{where}"):
+                        got = _capture_or_error(fmt, folder, manifest, part, index, model)
+                    timings[f"capture {fmt}"] = (timings.get(f"capture {fmt}", 0.0)
+                                                 + time.perf_counter() - t0)
+                    if isinstance(got, str):
+                        failed[fmt] = got
+                    else:
+                        captures[fmt] = got
+            state = states[i]
+            if error := next((failed[f] for f in (ref_fmt, test_fmt) if f in failed), ""):
+                state.error = state.error or error
+                continue
+            t0 = time.perf_counter()
+            with status(f"parity: comparing {ref_fmt} vs {test_fmt}{where}"):
+                tol = policy.for_(manifest.model, get_format(test_fmt).precision).tensors
+                _compare_into(state, captures[ref_fmt], captures[test_fmt], index, tol=tol)
+            timings[f"compare {ref_fmt} vs {test_fmt}"] = (
+                timings.get(f"compare {ref_fmt} vs {test_fmt}", 0.0)
+                + time.perf_counter() - t0)
     reports = []
-    for i, (ref_fmt, test_fmt) in enumerate(pairs):
-        # a capture no later pair reads is dropped: every tensor of a big model at 6 images
-        # is gigabytes (maxvit_t's six captures held at once outgrew a 23 GB machine)
-        later = {f for pair in pairs[i:] for f in pair}
-        for fmt in [f for f in captures if f not in later]:
-            del captures[fmt]
-        for fmt in (ref_fmt, test_fmt):
-            if fmt not in captures:
-                t0 = time.perf_counter()
-                with status(f"parity: capturing every {fmt} tensor"):
-                    captures[fmt] = _capture_or_error(fmt, folder, manifest, inputs, index,
-                                                      model)
-                timings[f"capture {fmt}"] = time.perf_counter() - t0
-        precision = get_format(test_fmt).precision
-        failed = [c for c in (captures[ref_fmt], captures[test_fmt]) if isinstance(c, str)]
-        if failed:
-            reports.append(PairReport(manifest.model, manifest.weights.label, ref_fmt,
-                                      test_fmt, precision, inputs.description,
-                                      len(index.sites), [], {}, error=failed[0]))
-            continue
-        t0 = time.perf_counter()
-        with status(f"parity: comparing {ref_fmt} vs {test_fmt}"):
-            reports.append(compare(captures[ref_fmt], captures[test_fmt], index,
-                                   model=manifest.model, weights=manifest.weights.label,
-                                   precision=precision, inputs=inputs.description,
-                                   policy=policy))
-        timings[f"compare {ref_fmt} vs {test_fmt}"] = time.perf_counter() - t0
+    for (ref_fmt, test_fmt), state in zip(pairs, states):
+        diffs = [] if state.error else [a.result() for a in state.accumulators.values()]
+        reports.append(PairReport(manifest.model, manifest.weights.label, ref_fmt, test_fmt,
+                                  get_format(test_fmt).precision, inputs.description,
+                                  len(index.sites), diffs, {} if state.error else
+                                  state.unaligned, {} if state.error else state.fused,
+                                  error=state.error))
     return reports

@@ -106,6 +106,66 @@ def test_metrics_on_known_errors():
     assert dead.passed
 
 
+def test_statistics_add_up_over_slices_of_the_batch():
+    """Parity of a big model compares a few images at a time: the accumulated statistics
+    are the whole batch's, a non-finite slice fails the whole, and the batch axis adds up."""
+    from converters.parity.metrics import DiffAccumulator
+
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((5, 3, 4, 4)).astype(np.float32)
+    test = (ref + 1e-3 * rng.standard_normal(ref.shape)).astype(np.float32)
+    tol = TensorTolerance(min_snr_db=50, min_cosine=0.9999)
+    kw = dict(name="t", module="m", op="Conv", depth=3, tol=tol)
+    whole = diff_tensors(ref, test, **kw)
+    acc = DiffAccumulator(**kw)
+    for part in (slice(0, 2), slice(2, 3), slice(3, 5)):
+        acc.add(ref[part], test[part])
+    sliced = acc.result()
+    assert sliced.shape == whole.shape == (5, 3, 4, 4)
+    assert sliced.max_abs == whole.max_abs
+    for field in ("mean_abs", "rel_l2", "cosine", "snr_db"):
+        assert getattr(sliced, field) == pytest.approx(getattr(whole, field), rel=1e-9)
+    assert sliced.passed and 55 < sliced.snr_db < 65  # 1e-3 noise on unit values: 60 dB
+    bad = test.copy()
+    bad[4, 0, 0, 0] = np.nan
+    acc = DiffAccumulator(**kw, labels=("onnx", "keras"))
+    acc.add(ref[:4], bad[:4])
+    acc.add(ref[4:], bad[4:])
+    assert not acc.result().passed and acc.result().nonfinite == "keras: 1 NaN"
+
+
+def test_parity_in_slices_of_images_reads_as_the_whole_batch(clean_reports, converted):
+    """A memory budget for one image's captures makes run_parity capture and compare
+    each image on its own; the reports are the whole batch's: the same tensors, fp16's
+    errors to 0.1%, and fp32 round-off still round-off (a runtime's kernels for one image
+    round differently from those for six)."""
+    from converters.parity.run import _CAPTURES_HELD, images_per_slice
+
+    folder, _ = converted
+    index = index_graph(folder / f"{folder.name}.onnx")
+    per_image_mb = index.bytes_per_image / 2**20
+    assert 5 < per_image_mb < 50  # squeezenet1_1 at 224 px: every float tensor, one image
+    assert images_per_slice(index, 6, per_image_mb * _CAPTURES_HELD * 2.5) == 2
+    assert images_per_slice(index, 6, 1.0) == 1 and images_per_slice(index, 6, 1e6) == 6
+    pairs = (("pytorch", "onnx"), ("onnx", "tflite_fp16"))
+    timings = {}
+    sliced = run_parity(folder, pairs=pairs, memory_mb=per_image_mb * _CAPTURES_HELD,
+                        timings=timings)
+    assert set(timings) >= {"capture pytorch", "capture onnx", "capture tflite_fp16"}
+    for report in sliced:
+        whole = clean_reports[(report.reference, report.test)]
+        assert report.passed and report.unaligned == whole.unaligned
+        assert [d.name for d in report.diffs] == [d.name for d in whole.diffs]
+        for a, b in zip(report.diffs, whole.diffs):
+            assert a.shape == b.shape, a.name
+            if b.snr_db < 100:  # fp16's rounding of the same values
+                assert a.snr_db == pytest.approx(b.snr_db, rel=1e-3), a.name
+                assert a.max_abs == pytest.approx(b.max_abs, rel=1e-3), a.name
+            else:
+                assert a.snr_db > 100, a.name
+    assert min(d.snr_db for d in sliced[1].diffs) < 100  # fp16 errors were compared
+
+
 def test_tflite_fused_names_with_numbered_model_scope():
     from converters.parity.capture import _tflite_activations
 
