@@ -85,3 +85,27 @@ def _bytes_per_image(model, names: set[str]) -> int:
             dims = value.type.tensor_type.shape.dim
             total += 4 * int(np.prod([d.dim_value or 1 for d in dims], dtype=np.int64))
     return total
+
+
+def subnormal_in_fp16(onnx_path: Path, node_name: str) -> dict[str, float]:
+    """The constant inputs of ONNX node ``node_name`` that float16 can hold only as
+    subnormals (every nonzero value below its smallest normal, 6.1e-5): name -> max |x|.
+    A layer scale at timm's initial 1e-6 is one; fp16 keeps it to 5 bits, and a TFLite fp16
+    file keeps it so once folded into the Conv before it."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(onnx_path)).graph
+    constants = {i.name: i for i in graph.initializer}
+    constants |= {n.output[0]: a.t for n in graph.node if n.op_type == "Constant"
+                  for a in n.attribute if a.name == "value"}
+    node = next((n for n in graph.node if n.name == node_name), None)
+    found = {}
+    for name in node.input if node is not None else ():
+        if name in constants:
+            values = np.abs(numpy_helper.to_array(constants[name]).astype(np.float64))
+            top = float(values.max(initial=0))
+            if 0 < top < np.finfo(np.float16).tiny:
+                found[name] = top
+    return found

@@ -22,6 +22,7 @@ def report_json(r: PairReport) -> dict:
     return {
         "model": r.model, "weights": r.weights, "reference": r.reference, "test": r.test,
         "precision": r.precision, "inputs": r.inputs, "passed": r.passed, "error": r.error,
+        "cause": r.cause,
         "n_onnx_tensors": r.n_sites, "n_aligned": len(r.diffs),
         "aligned_fraction": round(r.aligned_fraction, 4),
         "first_divergent": first.to_json() if first else None,
@@ -132,7 +133,8 @@ def first_failure_text(r: PairReport, modules: dict[str, str]) -> str:
     first, nonfinite = r.first_divergent, r.first_nonfinite
     parts = []
     if first and not first.nonfinite:
-        parts.append(describe(first, r.fused.get(first.name, []), modules))
+        parts.append(describe(first, r.fused.get(first.name, []), modules)
+                     + (f": {r.cause}" if r.cause else ""))
     if nonfinite:
         where = describe(nonfinite, r.fused.get(nonfinite.name, []), modules)
         parts.append(f"non-finite values ({nonfinite.nonfinite}) first at {where}")

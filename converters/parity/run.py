@@ -14,7 +14,7 @@ from converters.manifest import Manifest, load_manifest
 from converters.parity.capture import (Capture, capture_keras, capture_keras_saved_model,
                                        capture_onnx, capture_tf, capture_tflite,
                                        capture_torch, folded_readers)
-from converters.parity.graph_index import GraphIndex, index_graph
+from converters.parity.graph_index import GraphIndex, index_graph, subnormal_in_fp16
 from converters.parity.metrics import DiffAccumulator, TensorDiff
 from converters.terminal import Status, no_status
 from converters.tolerance import DEFAULT_POLICY, TensorTolerance, TolerancePolicy
@@ -44,6 +44,7 @@ class PairReport:
     unaligned: dict[str, str]
     fused: dict[str, list[str]] = field(default_factory=dict)
     error: str = ""  # a format that could not run at all
+    cause: str = ""  # what the first divergent layer holds that explains it, when known
 
     @property
     def passed(self) -> bool:
@@ -306,4 +307,23 @@ def run_parity(folder: Path, *, pairs: tuple[tuple[str, str], ...] | None = None
                                   len(index.sites), diffs, {} if state.error else
                                   state.unaligned, {} if state.error else state.fused,
                                   error=state.error))
+    onnx_path = folder / manifest.artifact("onnx").path
+    for report in reports:
+        report.cause = _precision_cause(report, onnx_path, index)
     return reports
+
+
+def _precision_cause(report: PairReport, onnx_path: Path, index: GraphIndex) -> str:
+    """Why an fp16 file diverges at its first divergent layer, where the layer's own
+    constant says it: float16 holds it only as a subnormal, to a few bits."""
+    import numpy as np
+
+    first = report.first_divergent
+    if report.precision != "fp16" or first is None or first.nonfinite:
+        return ""
+    node = index.by_name()[first.name].node
+    smallest = float(np.finfo(np.float16).smallest_subnormal)
+    return "; ".join(
+        f"float16 holds its constant {name.rsplit('/', 1)[-1]} (max |x| {top:.2g}) only as a "
+        f"subnormal, to {int(np.log2(top / smallest)) + 1} bits"
+        for name, top in subnormal_in_fp16(onnx_path, node).items())

@@ -104,7 +104,7 @@ def _first_problem(rows: list[dict[str, Any]]) -> str:
                 return f"{tag}{r.get('format') or 'model'}: {r[prefix + 'error']}"[:160]
             if r.get(prefix + "first_divergent") and r.get(prefix + "parity") != "pass":
                 tag = "onnx2tf alone: " if prefix else ""
-                return f"{tag}{r['format']}: first divergent {r[prefix + 'first_divergent']}"[:160]
+                return f"{tag}{r['format']}: first divergent {r[prefix + 'first_divergent']}"[:200]
     for r in rows:  # logits beyond tolerance while every layer passes parity
         if r.get("ran") and not r.get("agreed") and r.get("parity") == "pass":
             return (f"{r['format']}: logits disagree (max abs err {r['max_abs_err']:.2g}) "

@@ -181,8 +181,12 @@ def _fill_parity(result: PathResult, folder: Path) -> None:
         f = result.formats[r.test]
         f.parity = "pass" if r.passed else ("error" if r.error else "FAIL")
         d = r.first_divergent
-        f.first_divergent = r.error[:200] if r.error else (
-            describe(d, r.fused.get(d.name, []), {}) if d else "")
+        if r.error or d is None:
+            f.first_divergent = r.error[:200]
+        elif r.cause:  # the cause, not the ops fused with the layer
+            f.first_divergent = f"{describe(d, [], {})}: {r.cause}"
+        else:
+            f.first_divergent = describe(d, r.fused.get(d.name, []), {})
 
 
 def sweep_model(model: str, *, weights: str, out: Path) -> list[dict[str, Any]]:
