@@ -166,6 +166,30 @@ def test_parity_in_slices_of_images_reads_as_the_whole_batch(clean_reports, conv
     assert min(d.snr_db for d in sliced[1].diffs) < 100  # fp16 errors were compared
 
 
+def test_rebuilt_tf_graph_must_compute_the_saved_model(converted):
+    """Parity reads the TF graph a SavedModel was saved from only after its outputs agree
+    with the artifact's as parity's fp32 bar has them: round-off passes (the artifact's
+    values replace them), an error of 1% of the logits' spread is another graph."""
+    from converters.parity.capture import GraphMismatchError, _check_against_saved_model
+    from converters.runners import RunnerSpec
+    from converters.runners.base import NCHW_TO_NHWC
+    from converters.runners.tf_runner import SavedModelRunner
+
+    folder, _ = converted
+    saved_model = folder / load_manifest(folder).artifact("tf_savedmodel").path
+    x = _inputs(folder).x
+    with SavedModelRunner(RunnerSpec("tf_savedmodel", str(saved_model),
+                                     input_permutation=NCHW_TO_NHWC)) as runner:
+        out = runner.infer({"input": x})
+    rng = np.random.default_rng(0)
+    noisy = {k: v + 1e-6 * v.std() * rng.standard_normal(v.shape) for k, v in out.items()}
+    _check_against_saved_model(noisy, saved_model, x)
+    assert all(np.array_equal(noisy[k], out[k]) for k in out)
+    off = {k: v + 1e-2 * v.std() * rng.standard_normal(v.shape) for k, v in out.items()}
+    with pytest.raises(GraphMismatchError, match="SNR"):
+        _check_against_saved_model(off, saved_model, x)
+
+
 def test_tflite_fused_names_with_numbered_model_scope():
     from converters.parity.capture import _tflite_activations
 
