@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -250,67 +253,98 @@ def run_parity(folder: Path, *, pairs: tuple[tuple[str, str], ...] | None = None
     and the statistics add up to the whole batch's (``DiffAccumulator``). Every format is
     then loaded once per slice.
     """
-    import time
-
-    timings = {} if timings is None else timings
     manifest = load_manifest(folder)
-    pairs = default_pairs() if pairs is None else pairs
-    policy = policy or DEFAULT_POLICY
     inputs = inputs or parity_inputs(manifest)
-    index = index_graph(folder / manifest.artifact("onnx").path)
+    run = _ParityRun(folder, manifest, index_graph(folder / manifest.artifact("onnx").path),
+                     default_pairs() if pairs is None else pairs, policy or DEFAULT_POLICY,
+                     {} if timings is None else timings, status, model)
     n = len(inputs.x)
-    step = images_per_slice(index, n, capture_memory_mb() if memory_mb is None else memory_mb)
-    states = [_PairState() for _ in pairs]
-    failed: dict[str, str] = {}  # format -> why it could not run (on any slice)
-    if step < n and model is None and any("pytorch" in pair for pair in pairs):
-        try:  # built once for every slice
-            model = _rebuild(manifest)
-        except Exception as exc:
-            failed["pytorch"] = f"pytorch: {error_line(exc)}"
+    step = images_per_slice(run.index, n,
+                            capture_memory_mb() if memory_mb is None else memory_mb)
+    if step < n:
+        run.build_reference_once()
     for start in range(0, n, step):
-        part = replace(inputs, x=inputs.x[start:start + step])
         where = f" (images {start + 1}-{min(start + step, n)} of {n})" if step < n else ""
+        run.compare_slice(replace(inputs, x=inputs.x[start:start + step]), where)
+    return run.reports(inputs.description)
+
+
+@dataclass
+class _ParityRun:
+    """One parity run's state across slices of the images: each pair's accumulated
+    comparison and the formats that could not run."""
+
+    folder: Path
+    manifest: Manifest
+    index: GraphIndex
+    pairs: tuple[tuple[str, str], ...]
+    policy: TolerancePolicy
+    timings: dict[str, float]
+    status: Status
+    model: "torch.nn.Module | None"
+    failed: dict[str, str] = field(default_factory=dict)  # format -> why it could not run
+    states: list[_PairState] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.states = [_PairState() for _ in self.pairs]
+
+    def build_reference_once(self) -> None:
+        """The PyTorch model, built once for every slice (its failure fails its pairs)."""
+        if self.model is None and any("pytorch" in pair for pair in self.pairs):
+            try:
+                self.model = _rebuild(self.manifest)
+            except Exception as exc:  # noqa: BLE001 - reported as the pairs' error
+                self.failed["pytorch"] = f"pytorch: {error_line(exc)}"
+
+    @contextmanager
+    def _timed(self, key: str, text: str) -> Iterator[None]:
+        """``status(text)`` around the step; its seconds added to ``timings[key]``."""
+        t0 = time.perf_counter()
+        with self.status(text):
+            yield
+        self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - t0
+
+    def compare_slice(self, inputs: ParityInputs, where: str) -> None:
         captures: dict[str, Capture] = {}
-        for i, (ref_fmt, test_fmt) in enumerate(pairs):
+        for i, ((ref_fmt, test_fmt), state) in enumerate(zip(self.pairs, self.states)):
             # a capture no later pair reads is dropped: every tensor of a big model at 6 images
             # is gigabytes (maxvit_t's six captures held at once outgrew a 23 GB machine)
-            later = {f for pair in pairs[i:] for f in pair}
+            later = {f for pair in self.pairs[i:] for f in pair}
             for fmt in [f for f in captures if f not in later]:
                 del captures[fmt]
             for fmt in (ref_fmt, test_fmt):
-                if fmt not in captures and fmt not in failed:
-                    t0 = time.perf_counter()
-                    with status(f"parity: capturing every {fmt} tensor{where}"):
-                        got = _capture_or_error(fmt, folder, manifest, part, index, model)
-                    timings[f"capture {fmt}"] = (timings.get(f"capture {fmt}", 0.0)
-                                                 + time.perf_counter() - t0)
+                if fmt not in captures and fmt not in self.failed:
+                    with self._timed(f"capture {fmt}",
+                                     f"parity: capturing every {fmt} tensor{where}"):
+                        got = _capture_or_error(fmt, self.folder, self.manifest, inputs,
+                                                self.index, self.model)
                     if isinstance(got, str):
-                        failed[fmt] = got
+                        self.failed[fmt] = got
                     else:
                         captures[fmt] = got
-            state = states[i]
-            if error := next((failed[f] for f in (ref_fmt, test_fmt) if f in failed), ""):
+            if error := next((self.failed[f] for f in (ref_fmt, test_fmt)
+                              if f in self.failed), ""):
                 state.error = state.error or error
                 continue
-            t0 = time.perf_counter()
-            with status(f"parity: comparing {ref_fmt} vs {test_fmt}{where}"):
-                tol = policy.for_(manifest.model, get_format(test_fmt).precision).tensors
-                _compare_into(state, captures[ref_fmt], captures[test_fmt], index, tol=tol)
-            timings[f"compare {ref_fmt} vs {test_fmt}"] = (
-                timings.get(f"compare {ref_fmt} vs {test_fmt}", 0.0)
-                + time.perf_counter() - t0)
-    reports = []
-    for (ref_fmt, test_fmt), state in zip(pairs, states):
-        diffs = [] if state.error else [a.result() for a in state.accumulators.values()]
-        reports.append(PairReport(manifest.model, manifest.weights.label, ref_fmt, test_fmt,
-                                  get_format(test_fmt).precision, inputs.description,
-                                  len(index.sites), diffs, {} if state.error else
-                                  state.unaligned, {} if state.error else state.fused,
-                                  error=state.error))
-    onnx_path = folder / manifest.artifact("onnx").path
-    for report in reports:
-        report.cause = _precision_cause(report, onnx_path, index)
-    return reports
+            tol = self.policy.for_(self.manifest.model, get_format(test_fmt).precision).tensors
+            with self._timed(f"compare {ref_fmt} vs {test_fmt}",
+                             f"parity: comparing {ref_fmt} vs {test_fmt}{where}"):
+                _compare_into(state, captures[ref_fmt], captures[test_fmt], self.index,
+                              tol=tol)
+
+    def reports(self, inputs: str) -> list[PairReport]:
+        onnx_path = self.folder / self.manifest.artifact("onnx").path
+        reports = []
+        for (ref_fmt, test_fmt), state in zip(self.pairs, self.states):
+            ok = not state.error
+            report = PairReport(
+                self.manifest.model, self.manifest.weights.label, ref_fmt, test_fmt,
+                get_format(test_fmt).precision, inputs, len(self.index.sites),
+                [a.result() for a in state.accumulators.values()] if ok else [],
+                state.unaligned if ok else {}, state.fused if ok else {}, error=state.error)
+            report.cause = _precision_cause(report, onnx_path, self.index)
+            reports.append(report)
+        return reports
 
 
 def _precision_cause(report: PairReport, onnx_path: Path, index: GraphIndex) -> str:
