@@ -182,14 +182,23 @@ def capture_memory_mb() -> float:
     return kib / 1024 / 4
 
 
-def images_per_slice(index: GraphIndex, n_images: int, memory_mb: float) -> int:
+def images_per_slice(bytes_per_image: int, n_images: int, memory_mb: float) -> int:
     """How many images one capture may cover so that parity's captures fit ``memory_mb``:
     all of them for most models; fewer for one whose every tensor is hundreds of MiB an
-    image (efficientnet_b4's 617, b7's about 2 GiB), at least one."""
-    per_image_mb = index.bytes_per_image / 2**20 * _CAPTURES_HELD
+    image (efficientnet_b4's 617 MiB, swin_s's 694), at least one."""
+    per_image_mb = bytes_per_image / 2**20 * _CAPTURES_HELD
     if per_image_mb <= 0:
         return n_images
     return max(1, min(n_images, int(memory_mb // per_image_mb)))
+
+
+def capture_bytes_per_image(index: GraphIndex, onnx_path: Path, x: np.ndarray) -> int:
+    """What a capture holds per image: from the ONNX graph's shapes, or, where they are not
+    all known, measured by ONNX Runtime on the first image alone."""
+    if index.bytes_per_image:
+        return index.bytes_per_image
+    probe = capture_onnx(onnx_path, x[:1])
+    return sum(v.nbytes for v in probe.tensors.values() if v.dtype == np.float32)
 
 
 @dataclass
@@ -259,8 +268,10 @@ def run_parity(folder: Path, *, pairs: tuple[tuple[str, str], ...] | None = None
                      default_pairs() if pairs is None else pairs, policy or DEFAULT_POLICY,
                      {} if timings is None else timings, status, model)
     n = len(inputs.x)
-    step = images_per_slice(run.index, n,
-                            capture_memory_mb() if memory_mb is None else memory_mb)
+    memory_mb = capture_memory_mb() if memory_mb is None else memory_mb
+    per_image = capture_bytes_per_image(run.index, folder / manifest.artifact("onnx").path,
+                                        inputs.x)
+    step = images_per_slice(per_image, n, memory_mb)
     if step < n:
         run.build_reference_once()
     for start in range(0, n, step):

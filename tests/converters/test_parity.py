@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -139,14 +140,22 @@ def test_parity_in_slices_of_images_reads_as_the_whole_batch(clean_reports, conv
     each image on its own; the reports are the whole batch's: the same tensors, fp16's
     errors to 0.1%, and fp32 round-off still round-off (a runtime's kernels for one image
     round differently from those for six)."""
-    from converters.parity.run import _CAPTURES_HELD, images_per_slice
+    from converters.parity.run import (_CAPTURES_HELD, capture_bytes_per_image,
+                                       images_per_slice)
 
     folder, _ = converted
-    index = index_graph(folder / f"{folder.name}.onnx")
+    onnx_path = folder / f"{folder.name}.onnx"
+    index = index_graph(onnx_path)
+    x = _inputs(folder).x
+    # the graph's shapes and ONNX Runtime's own capture of one image say the same
+    measured = capture_bytes_per_image(replace(index, bytes_per_image=0), onnx_path, x)
+    assert index.bytes_per_image == measured
     per_image_mb = index.bytes_per_image / 2**20
     assert 5 < per_image_mb < 50  # squeezenet1_1 at 224 px: every float tensor, one image
-    assert images_per_slice(index, 6, per_image_mb * _CAPTURES_HELD * 2.5) == 2
-    assert images_per_slice(index, 6, 1.0) == 1 and images_per_slice(index, 6, 1e6) == 6
+    per_image = index.bytes_per_image
+    assert images_per_slice(per_image, 6, per_image_mb * _CAPTURES_HELD * 2.5) == 2
+    assert images_per_slice(per_image, 6, 1.0) == 1
+    assert images_per_slice(per_image, 6, 1e6) == 6
     pairs = (("pytorch", "onnx"), ("onnx", "tflite_fp16"))
     timings = {}
     sliced = run_parity(folder, pairs=pairs, memory_mb=per_image_mb * _CAPTURES_HELD,

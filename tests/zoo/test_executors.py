@@ -123,6 +123,32 @@ def test_local_dead_worker_is_retried_within_bound(tmp_path):
     assert DoneStore(tmp_path / "done").get("tiny/once", "v1") is not None
 
 
+def test_local_task_killed_beside_others_is_retried_alone(tmp_path):
+    """The OOM killer takes one of two big conversions running side by side; retried
+    beside the next one it died again (swin_v2_t, three times, 2026-12-06). Its retry
+    waits for the running tasks and runs with nothing beside it; the rest follow."""
+    log = tmp_path / "spans.log"
+    script = ("import os, signal, sys, time\n"
+              "name, die = sys.argv[1], sys.argv[2] == 'yes'\n"
+              "first = not os.path.exists(sys.argv[3]); open(sys.argv[3], 'a').write('x')\n"
+              "t0 = time.time(); time.sleep(0.3 if die and first else 0.8)\n"
+              "open(sys.argv[4], 'a').write(f'{name} {t0} {time.time()}\\n')\n"
+              "if die and first: os.kill(os.getpid(), signal.SIGKILL)\n"
+              "print('[]')\n")
+    tasks = [Task(key=f"tiny/{name}", fingerprint="v1", collect=collect_stdout_json,
+                  argv=(PYTHON, "-c", script, name, die, str(tmp_path / name), str(log)))
+             for name, die in (("big", "yes"), ("other", "no"), ("next", "no"))]
+    results = run_tasks(LocalExecutor(jobs=2), tasks, done_root=None, show=False)
+    assert [(r.key, r.status, r.attempts) for r in results] == [
+        ("tiny/big", "ok", 2), ("tiny/other", "ok", 1), ("tiny/next", "ok", 1)]
+    spans = [line.split() for line in log.read_text().splitlines()]
+    assert [s[0] for s in spans].count("big") == 2
+    retry = [(float(a), float(b)) for name, a, b in spans if name == "big"][-1]
+    others = [(float(a), float(b)) for name, a, b in spans if name != "big"]
+    assert len(others) == 2
+    assert all(b <= retry[0] or a >= retry[1] for a, b in others), (retry, others)
+
+
 def test_ray_worker_killed_mid_task_is_retried(tmp_path, ray_executor):
     tasks = [task(tmp_path, f"k{i}", die="parent", sleep=0.3) for i in range(2)]
     results = run_tasks(ray_executor, tasks, done_root=None, show=False)

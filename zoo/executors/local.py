@@ -1,5 +1,6 @@
 """``LocalExecutor``: up to ``jobs`` tasks at once on this machine, each in its own process
-(``zoo.exits.run_child``), driven from a thread pool; a whole-node task runs alone."""
+(``zoo.exits.run_child``), driven from a thread pool; a whole-node task runs alone, and so
+does the retry of a task whose process was killed while others ran beside it."""
 from __future__ import annotations
 
 import collections
@@ -56,23 +57,29 @@ class LocalExecutor:
                 pass
 
     def run(self, tasks: Sequence[Task], events: Events) -> Iterator[TaskResult]:
-        pending = collections.deque(tasks)
+        pending = collections.deque((task, 1) for task in tasks)
         running: dict[Future, tuple[Task, int]] = {}
+        # tasks killed beside others (the OOM killer takes the biggest process, and two
+        # 13 GB conversions outgrow 23 GB where one fits): retried with nothing beside them
+        alone: set[str] = set()
         node = this_node().name
         with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="task") as pool:
             try:
                 while pending or running:
-                    while pending and _may_start(pending[0], running, self.jobs):
-                        task = pending.popleft()
-                        running[pool.submit(self._execute, task)] = (task, 1)
-                        events.started(task, node)
+                    while pending and _may_start(pending[0][0], running, self.jobs, alone):
+                        task, attempt = pending.popleft()
+                        running[pool.submit(self._execute, task)] = (task, attempt)
+                        if attempt == 1:
+                            events.started(task, node)
                     finished, _ = wait(running, return_when=FIRST_COMPLETED)
                     for fut in finished:
                         task, attempt = running.pop(fut)
                         result = fut.result().with_(attempts=attempt)
                         if result.status == "died" and attempt <= self.max_retries:
                             events.retried(task, result.error)
-                            running[pool.submit(self._execute, task)] = (task, attempt + 1)
+                            if running:
+                                alone.add(task.key)
+                            pending.appendleft((task, attempt + 1))
                             continue
                         yield result
             except BaseException:
@@ -91,7 +98,11 @@ class LocalExecutor:
             self._signal_all(signal.SIGKILL)
 
 
-def _may_start(task: Task, running: dict[Future, tuple[Task, int]], jobs: int) -> bool:
-    if task.whole_node:
+def _may_start(task: Task, running: dict[Future, tuple[Task, int]], jobs: int,
+               alone: set[str]) -> bool:
+    """A whole-node task, or one in ``alone``, starts when nothing runs; another when a
+    slot is free and no such task runs."""
+    if task.whole_node or task.key in alone:
         return not running
-    return len(running) < jobs and not any(t.whole_node for t, _ in running.values())
+    return len(running) < jobs and not any(t.whole_node or t.key in alone
+                                           for t, _ in running.values())
