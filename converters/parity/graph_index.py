@@ -41,17 +41,27 @@ def index_graph(onnx_path: Path) -> GraphIndex:
     """Float node outputs of the ONNX model in order, with their PyTorch module paths.
 
     Integer tensors (shape arithmetic, e.g. shufflenet's channel shuffle) and
-    Constant nodes are left out: they are not activations.
+    Constant nodes are left out: they are not activations. Shapes are inferred once, with
+    the batch fixed to 1 (types do not depend on it) and ``data_prop`` resolving the shapes
+    that Shape/Gather/Concat compute for a Reshape, so the same pass gives the bytes per
+    image (``GraphIndex.bytes_per_image``).
     """
     import onnx
 
     from converters.onnx_names import ModulePaths
 
     model = onnx.load(str(onnx_path))
-    proto = onnx.shape_inference.infer_shapes(model)
+    for value in model.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].dim_value:
+            dims[0].dim_value = 1
+    try:
+        proto = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception:  # noqa: BLE001 - types still come from plain inference
+        proto = onnx.shape_inference.infer_shapes(model)
     float_type = onnx.TensorProto.FLOAT
-    types = {v.name: v.type.tensor_type.elem_type
-             for v in [*proto.graph.value_info, *proto.graph.output]}
+    values = [*proto.graph.value_info, *proto.graph.output]
+    types = {v.name: v.type.tensor_type.elem_type for v in values}
     paths = ModulePaths(frozenset(t.name for t in proto.graph.initializer))
     sites = []
     for depth, node in enumerate(proto.graph.node):
@@ -60,29 +70,16 @@ def index_graph(onnx_path: Path) -> GraphIndex:
         module = paths.of_node(node.name, tuple(node.input))
         sites.extend(TensorSite(out, node.name, node.op_type, module, depth)
                      for out in node.output if out and types.get(out) == float_type)
-    return GraphIndex(tuple(sites), _bytes_per_image(model, {s.name for s in sites}))
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in values}
+    return GraphIndex(tuple(sites), _bytes_per_image(shapes, [s.name for s in sites]))
 
 
-def _bytes_per_image(model, names: set[str]) -> int:
-    """float32 bytes of the tensors ``names`` for a batch of one: shapes inferred again with
-    the batch fixed to 1, ``data_prop`` resolving the shapes that Shape/Gather/Concat compute
-    for a Reshape; 0 when a dimension stays unknown (Swin's Pad by computed amounts leaves
-    2037 of swin_s's 2041 tensors so: counted as 1, they read as 119 MiB an image)."""
+def _bytes_per_image(shapes: dict[str, list[int]], names: list[str]) -> int:
+    """float32 bytes of the tensors ``names`` at batch 1; 0 when a dimension is unknown
+    (Swin's Pad by computed amounts leaves 2037 of swin_s's 2041 tensors so: counted as 1,
+    they read as 119 MiB an image)."""
     import numpy as np
-    import onnx
 
-    one = onnx.ModelProto()
-    one.CopyFrom(model)
-    for value in one.graph.input:
-        dims = value.type.tensor_type.shape.dim
-        if dims and not dims[0].dim_value:
-            dims[0].dim_value = 1
-    try:
-        inferred = onnx.shape_inference.infer_shapes(one, data_prop=True)
-    except Exception:  # noqa: BLE001 - an estimate only: parity measures instead
-        return 0
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-              for v in [*inferred.graph.value_info, *inferred.graph.output]}
     if any(name not in shapes or not all(shapes[name]) for name in names):
         return 0
     return sum(4 * int(np.prod(shapes[name], dtype=np.int64)) for name in names)

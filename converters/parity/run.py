@@ -107,7 +107,8 @@ def capture_format(fmt: str, folder: Path, manifest: Manifest, inputs: ParityInp
     """Every intermediate tensor of ``fmt``; PyTorch's from ``model`` when given, else from
     the model rebuilt as the manifest records it (no catalog look-up)."""
     if fmt == "pytorch":
-        return capture_torch(model or _rebuild(manifest), inputs.x, index)
+        return capture_torch(model if model is not None else _rebuild(manifest),
+                             inputs.x, index)
     return CAPTURES[get_format(fmt).capture](fmt, folder, manifest, inputs)
 
 
