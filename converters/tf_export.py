@@ -62,9 +62,10 @@ def _recording_tensor_map(into: dict) -> Iterator[None]:
 
 
 def tensor_map_from_layers(tf_layers_dict: dict) -> dict[str, dict]:
-    """ONNX tensor -> {tf_layer, tf_aliases, op, permutation}.
+    """ONNX tensor -> {tf_layer, tf_output, tf_aliases, op, permutation}.
 
-    ``tf_layer`` outputs the tensor; ``tf_aliases`` are the other TF ops that
+    ``tf_layer`` outputs the tensor, as its output number ``tf_output`` where the
+    layer has several (``tf.split``); ``tf_aliases`` are the other TF ops that
     onnx2tf emitted for the same ONNX node (a Conv is ``tf.nn.convolution``
     then a bias ``tf.math.add``), found by walking back from ``tf_layer`` to
     the layers of other ONNX tensors. TFLite's fused tensor names refer to them.
@@ -73,15 +74,17 @@ def tensor_map_from_layers(tf_layers_dict: dict) -> dict[str, dict]:
     for name, info in tf_layers_dict.items():
         history = getattr(info.get("tf_node"), "_keras_history", None)
         if history is not None:  # None: a constant folded away by onnx2tf
-            primary[name] = (history.layer, info)
-    owned = {layer.name for layer, _ in primary.values()}
+            primary[name] = (history, info)
+    owned = {history.layer.name for history, _ in primary.values()}
     out = {}
-    for name, (layer, info) in primary.items():
+    for name, (history, info) in primary.items():
+        layer = history.layer
         rank = len(info.get("shape") or [])
         perm = list(NCHW_TO_NHWC) if info.get("nhwc") and rank == 4 else None
         # onnx2tf renames tensors that start with "/" to "wa/..."; keep the ONNX name.
         onnx_name = name[2:] if name.startswith("wa/") else name
-        out[onnx_name] = {"tf_layer": layer.name, "tf_aliases": _own_layers(layer, owned),
+        out[onnx_name] = {"tf_layer": layer.name, "tf_output": history.tensor_index,
+                          "tf_aliases": _own_layers(layer, owned),
                           "op": info.get("optype", ""), "permutation": perm}
     return out
 

@@ -348,7 +348,7 @@ def capture_tf(onnx_path: Path, saved_model: Path, x: np.ndarray, calibration_im
 
     layers = {layer.name: layer for layer in model.layers}
     names = [n for n, r in tensor_map.items() if r["tf_layer"] in layers]
-    outputs = [layers[tensor_map[n]["tf_layer"]].output for n in names]
+    outputs = [_layer_output(layers[tensor_map[n]["tf_layer"]], tensor_map[n]) for n in names]
     probe = tf_keras.Model(model.inputs, outputs)
     values = probe(to_nhwc(x), training=False)
     values = values if isinstance(values, (list, tuple)) else [values]
@@ -357,6 +357,15 @@ def capture_tf(onnx_path: Path, saved_model: Path, x: np.ndarray, calibration_im
     _check_against_saved_model(tensors, saved_model, x)
     return Capture("tf_savedmodel", tensors,
                    {n: "no TF layer" for n in tensor_map if n not in tensors})
+
+
+def _layer_output(layer, record: dict):
+    """The tensor ``record`` names: the layer's output, or its numbered one where the layer
+    has several (a ``tf.split`` gives a list; fasternet's partial convolution splits)."""
+    output = layer.output
+    if isinstance(output, (list, tuple)):
+        return output[record.get("tf_output", 0)]
+    return output
 
 
 def _check_against_saved_model(tensors: dict[str, np.ndarray], saved_model: Path,

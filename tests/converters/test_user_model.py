@@ -323,3 +323,40 @@ def test_tflite_parity_reads_a_bn_shared_between_a_conv_and_a_later_add(tmp_path
     assert diffs["/Add_output_0"].snr_db > 100
     assert "fused into a following" in report.unaligned["/norm/BatchNormalization_output_0"]
     assert "holds part of the BatchNormalization" in report.unaligned["/proj/Conv_output_0"]
+
+
+class PartialConvNet(torch.nn.Module):
+    """FasterNet's partial convolution: the channels split in two, a 3x3 Conv on the first
+    part, the parts concatenated again. onnx2tf makes the Split one ``tf.split`` layer whose
+    output is a list of two tensors."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.partial = torch.nn.Conv2d(4, 4, 3, padding=1)
+        self.head = torch.nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        first, rest = torch.split(self.stem(x), [4, 4], dim=1)
+        y = torch.cat((self.partial(first), rest), 1)
+        return self.head(torch.relu(y).mean((2, 3)))
+
+
+def test_savedmodel_parity_reads_each_output_of_a_split(tmp_path):
+    """onnx2tf's SavedModel is compared through its rebuilt graph, one probe output per ONNX
+    tensor: each output of a Split is its own number of the ``tf.split`` layer's list (taken
+    as the list, timm's fasternet_t0 ended in 'setting an array element with a sequence')."""
+    from converters.parity.run import run_parity
+    from converters.pipeline import ConvertOptions, convert_model
+
+    torch.manual_seed(0)
+    convert_model(PartialConvNet().eval(),
+                  ConvertOptions(out_root=tmp_path, tf_converter="onnx2tf",
+                                 formats=("onnx", "tf_savedmodel")),
+                  log=lambda _: None, name="partial", preprocessing=imagenet_preprocessing(32))
+    [report] = run_parity(tmp_path / "partial", pairs=(("onnx", "tf_savedmodel"),))
+    assert report.passed and not report.error, (report.error, report.first_divergent)
+    diffs = {d.name: d for d in report.diffs}
+    split = [n for n in diffs if "Split" in n]
+    assert len(split) == 2, sorted(diffs)
+    assert all(diffs[n].snr_db > 100 for n in split)
