@@ -57,3 +57,35 @@ def write_fp16(src: Path, dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(to_fp16(onnx.load(str(src))), str(dest))
     return dest
+
+
+def round_weights_to_fp16(model: "onnx.ModelProto") -> "onnx.ModelProto":
+    """A copy of ``model`` whose every float32 initializer and Constant is rounded to fp16
+    and kept float32: fp16 storage, fp32 arithmetic, what an fp16 TFLite file (weights
+    stored as fp16, dequantized at load) computes on a CPU. Parity's fp16 rounding floor."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+
+    def rounded(tensor: "onnx.TensorProto") -> "onnx.TensorProto":
+        values = numpy_helper.to_array(tensor)
+        return numpy_helper.from_array(values.astype(np.float16).astype(np.float32),
+                                       tensor.name)
+
+    graphs = [copy.graph]
+    while graphs:  # subgraphs (If, Loop, Scan) hold weights of their own
+        graph = graphs.pop()
+        for i, init in enumerate(graph.initializer):
+            if init.data_type == onnx.TensorProto.FLOAT:
+                graph.initializer[i].CopyFrom(rounded(init))
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.TENSOR and \
+                        attr.t.data_type == onnx.TensorProto.FLOAT:
+                    attr.t.CopyFrom(rounded(attr.t))
+                graphs.extend([attr.g] if attr.type == onnx.AttributeProto.GRAPH
+                              else list(attr.graphs))
+    return copy

@@ -28,6 +28,9 @@ class TensorDiff:
     # "" when both tensors are finite, else what is not ("tflite_fp16: 12 NaN, 3 Inf"):
     # a failure of its own kind, never a low SNR (NaN compares false with any bar)
     nonfinite: str = ""
+    # the ONNX graph's own SNR here with its weights rounded to the test's precision (fp16),
+    # where parity measured it: the bars drop toward it (``TensorTolerance.under_floor``)
+    floor_snr_db: float | None = None
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -115,6 +118,8 @@ class DiffAccumulator:
     _max_abs: float = 0.0
     _count: int = 0
     _nonfinite: np.ndarray = field(default_factory=lambda: np.zeros(4, np.int64))
+    # the ONNX graph's own diff here, its weights rounded to the precision: the rounding floor
+    floor: TensorDiff | None = None
 
     def add(self, ref: np.ndarray, test: np.ndarray) -> None:
         """One slice of the batch: ``ref`` and ``test`` of equal shape."""
@@ -140,12 +145,15 @@ class DiffAccumulator:
         nonfinite = "; ".join(filter(None, (_nonfinite_text(self.labels[1], n_nan_t, n_inf_t),
                                             _nonfinite_text(self.labels[0], n_nan_r, n_inf_r))))
         where = (self.name, self.module, self.op, self.depth, self.shape)
+        floor = self.floor
+        floor_snr = None if floor is None or floor.nonfinite else floor.snr_db
         if nonfinite:
             nan = math.nan
-            return TensorDiff(*where, nan, nan, nan, nan, nan, False, nonfinite)
+            return TensorDiff(*where, nan, nan, nan, nan, nan, False, nonfinite, floor_snr)
         rel, cosine, snr = _energy_stats(*(float(v) for v in self._sums[:4]))
+        tol = self.tol if floor_snr is None else self.tol.under_floor(floor_snr, floor.cosine)
         # identical tensors pass, an all-zero one (a dead ReLU) included: snr is inf there
-        passed = snr >= self.tol.min_snr_db and (cosine >= self.tol.min_cosine
-                                                 or snr == math.inf)
+        passed = snr >= tol.min_snr_db and (cosine >= tol.min_cosine or snr == math.inf)
         mean_abs = float(self._sums[4]) / self._count if self._count else 0.0
-        return TensorDiff(*where, self._max_abs, mean_abs, rel, cosine, snr, passed)
+        return TensorDiff(*where, self._max_abs, mean_abs, rel, cosine, snr, passed,
+                          floor_snr_db=floor_snr)

@@ -10,7 +10,7 @@ from converters.parity.run import PairReport
 
 CSV_COLUMNS = ("model", "weights", "reference", "test", "precision", "depth", "tensor", "module",
                "op", "shape", "max_abs", "mean_abs", "rel_l2", "cosine", "snr_db", "passed",
-               "fused_with", "nonfinite")
+               "fused_with", "nonfinite", "floor_snr_db")
 
 
 def pair_slug(r: PairReport) -> str:
@@ -22,7 +22,7 @@ def report_json(r: PairReport) -> dict:
     return {
         "model": r.model, "weights": r.weights, "reference": r.reference, "test": r.test,
         "precision": r.precision, "inputs": r.inputs, "passed": r.passed, "error": r.error,
-        "cause": r.cause,
+        "cause": r.cause, "floor": r.floor,
         "n_onnx_tensors": r.n_sites, "n_aligned": len(r.diffs),
         "aligned_fraction": round(r.aligned_fraction, 4),
         "first_divergent": first.to_json() if first else None,
@@ -57,7 +57,8 @@ def write_csv(reports: list[PairReport], path: Path) -> Path:
                             d.module, d.op, "x".join(map(str, d.shape)), f"{d.max_abs:.3e}",
                             f"{d.mean_abs:.3e}", f"{d.rel_l2:.3e}", f"{d.cosine:.8f}",
                             f"{d.snr_db:.2f}", d.passed, ";".join(r.fused.get(d.name, [])),
-                            d.nonfinite])
+                            d.nonfinite,
+                            "" if d.floor_snr_db is None else f"{d.floor_snr_db:.2f}"])
     return path
 
 
@@ -166,6 +167,9 @@ def print_summary(reports: list[PairReport]) -> None:
     for r in reports:
         table.add_row(*_summary_row(r, modules, failing, escape))
     console.print(table)
+    for r in reports:
+        if r.floor:
+            console.print(f" {r.reference}\u2192{r.test}: {escape(r.floor)}", soft_wrap=False)
 
 
 def _summary_row(r: PairReport, modules: dict[str, str], failing: bool, escape) -> list[str]:

@@ -23,6 +23,8 @@ from converters.terminal import Status, no_status
 from converters.tolerance import DEFAULT_POLICY, TensorTolerance, TolerancePolicy
 
 if TYPE_CHECKING:
+    import tempfile
+
     import torch
 
 
@@ -48,6 +50,7 @@ class PairReport:
     fused: dict[str, list[str]] = field(default_factory=dict)
     error: str = ""  # a format that could not run at all
     cause: str = ""  # what the first divergent layer holds that explains it, when known
+    floor: str = ""  # where fp16 bars dropped to the rounding floor, or why they could not
 
     @property
     def passed(self) -> bool:
@@ -275,9 +278,12 @@ def run_parity(folder: Path, *, pairs: tuple[tuple[str, str], ...] | None = None
     step = images_per_slice(per_image, n, memory_mb)
     if step < n:
         run.build_reference_once()
-    for start in range(0, n, step):
-        where = f" (images {start + 1}-{min(start + step, n)} of {n})" if step < n else ""
-        run.compare_slice(replace(inputs, x=inputs.x[start:start + step]), where)
+    try:
+        for start in range(0, n, step):
+            where = f" (images {start + 1}-{min(start + step, n)} of {n})" if step < n else ""
+            run.compare_slice(replace(inputs, x=inputs.x[start:start + step]), where)
+    finally:
+        run.close()
     return run.reports(inputs.description)
 
 
@@ -296,9 +302,22 @@ class _ParityRun:
     model: "torch.nn.Module | None"
     failed: dict[str, str] = field(default_factory=dict)  # format -> why it could not run
     states: list[_PairState] = field(default_factory=list)
+    # ONNX against itself with its weights rounded to fp16: the fp16 rounding floor
+    floor_state: _PairState = field(default_factory=_PairState)
+    scratch: "tempfile.TemporaryDirectory | None" = None  # holds the rounded ONNX file
 
     def __post_init__(self) -> None:
         self.states = [_PairState() for _ in self.pairs]
+
+    def _tolerance(self, fmt: str) -> TensorTolerance:
+        return self.policy.for_(self.manifest.model, get_format(fmt).precision).tensors
+
+    @property
+    def wants_floor(self) -> bool:
+        """Whether a pair's bars drop to a rounding floor: an fp16 test format, whose
+        tolerance has a margin (the one precision whose rounding the ONNX graph mimics)."""
+        return any(get_format(test).precision == "fp16" and self._tolerance(test).floor_margin_db
+                   for _, test in self.pairs)
 
     def build_reference_once(self) -> None:
         """The PyTorch model, built once for every slice (its failure fails its pairs)."""
@@ -316,8 +335,62 @@ class _ParityRun:
             yield
         self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - t0
 
+    def measure_floor(self, inputs: ParityInputs, where: str, captures: dict[str, Capture]
+                      ) -> None:
+        """The ONNX graph against itself with every weight rounded to fp16 (run in fp32, as
+        an fp16-stored artifact runs on a CPU), on this slice: the fp16 pairs' rounding
+        floor, at every ONNX tensor. ONNX's capture stays in ``captures`` for the pairs."""
+        if not self.wants_floor or self.floor_state.error:
+            return
+        if "onnx" not in captures and "onnx" not in self.failed:
+            with self._timed("capture onnx", f"parity: capturing every onnx tensor{where}"):
+                got = _capture_or_error("onnx", self.folder, self.manifest, inputs, self.index)
+            if isinstance(got, str):
+                self.failed["onnx"] = got
+            else:
+                captures["onnx"] = got
+        if "onnx" in self.failed:
+            self.floor_state.error = self.failed["onnx"]
+            return
+        with self._timed("capture onnx_fp16_weights", "parity: capturing every onnx tensor, "
+                                                      f"weights rounded to fp16{where}"):
+            try:
+                rounded = capture_onnx(self._rounded_onnx(), inputs.x, "onnx_fp16_weights")
+            except Exception as exc:  # noqa: BLE001 - the flat bars hold, with the reason
+                self.floor_state.error = f"onnx_fp16_weights: {error_line(exc)}"
+                return
+        with self._timed("compare onnx vs onnx_fp16_weights",
+                         f"parity: comparing onnx vs onnx_fp16_weights{where}"):
+            _compare_into(self.floor_state, captures["onnx"], rounded, self.index,
+                          tol=self.policy.for_(self.manifest.model, "fp16").tensors)
+
+    def _rounded_onnx(self) -> Path:
+        """The ONNX file with its weights rounded to fp16, written once into a folder of its
+        own that ``close`` removes."""
+        if self.scratch is None:
+            import tempfile
+
+            import onnx
+
+            from converters.onnx_fp16 import round_weights_to_fp16
+
+            self.scratch = tempfile.TemporaryDirectory(prefix="parity-floor-")
+            onnx.save(round_weights_to_fp16(onnx.load(str(self.onnx_path))),
+                      str(Path(self.scratch.name) / "fp16_weights.onnx"))
+        return Path(self.scratch.name) / "fp16_weights.onnx"
+
+    def close(self) -> None:
+        if self.scratch is not None:
+            self.scratch.cleanup()
+            self.scratch = None
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.folder / self.manifest.artifact("onnx").path
+
     def compare_slice(self, inputs: ParityInputs, where: str) -> None:
         captures: dict[str, Capture] = {}
+        self.measure_floor(inputs, where, captures)
         for i, ((ref_fmt, test_fmt), state) in enumerate(zip(self.pairs, self.states)):
             # a capture no later pair reads is dropped: every tensor of a big model at 6 images
             # is gigabytes (maxvit_t's six captures held at once outgrew a 23 GB machine)
@@ -338,25 +411,47 @@ class _ParityRun:
                               if f in self.failed), ""):
                 state.error = state.error or error
                 continue
-            tol = self.policy.for_(self.manifest.model, get_format(test_fmt).precision).tensors
+            tol = self._tolerance(test_fmt)
             with self._timed(f"compare {ref_fmt} vs {test_fmt}",
                              f"parity: comparing {ref_fmt} vs {test_fmt}{where}"):
                 _compare_into(state, captures[ref_fmt], captures[test_fmt], self.index,
                               tol=tol)
 
     def reports(self, inputs: str) -> list[PairReport]:
-        onnx_path = self.folder / self.manifest.artifact("onnx").path
+        onnx_path = self.onnx_path
         reports = []
+        floors = {name: acc.result() for name, acc in self.floor_state.accumulators.items()}
         for (ref_fmt, test_fmt), state in zip(self.pairs, self.states):
             ok = not state.error
+            tol = self._tolerance(test_fmt)
+            floored = ok and get_format(test_fmt).precision == "fp16" and tol.floor_margin_db
+            for acc in state.accumulators.values() if floored else ():
+                acc.floor = floors.get(acc.name)
             report = PairReport(
                 self.manifest.model, self.manifest.weights.label, ref_fmt, test_fmt,
                 get_format(test_fmt).precision, inputs, len(self.index.sites),
                 [a.result() for a in state.accumulators.values()] if ok else [],
                 state.unaligned if ok else {}, state.fused if ok else {}, error=state.error)
             report.cause = _precision_cause(report, onnx_path, self.index)
+            if floored:
+                report.floor = _floor_text(report, tol, self.floor_state.error)
             reports.append(report)
         return reports
+
+
+def _floor_text(report: PairReport, tol: TensorTolerance, error: str) -> str:
+    """Which tensors pass only on the fp16 rounding floor (under the flat bars), the lowest
+    floor among them; or why no floor could be measured (the flat bars held)."""
+    if error:
+        return f"flat bars (no fp16 rounding floor: {error})"
+    lowered = [d for d in report.diffs if d.passed and d.floor_snr_db is not None
+               and not (d.snr_db >= tol.min_snr_db and d.cosine >= tol.min_cosine)]
+    if not lowered:
+        return ""
+    low = min(lowered, key=lambda d: d.floor_snr_db)
+    return (f"{len(lowered)} tensors under the flat {tol.min_snr_db:g} dB pass on fp16's own "
+            f"rounding (the ONNX graph, its weights rounded to fp16, reaches "
+            f"{low.floor_snr_db:.1f} dB at {low.module or low.name}; the file {low.snr_db:.1f})")
 
 
 def _precision_cause(report: PairReport, onnx_path: Path, index: GraphIndex) -> str:

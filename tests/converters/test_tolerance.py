@@ -17,7 +17,23 @@ def test_defaults_are_the_bounds_the_readme_states():
     assert (fp32.logits.floor_margin, fp16.logits.floor_margin) == (8.0, 3.0)
     assert DEFAULT_POLICY.for_("any", "int8").logits.floor_margin == 0.0
     assert fp32.tensors == TensorTolerance(min_snr_db=80.0, min_cosine=0.99999)
-    assert fp16.tensors == TensorTolerance(min_snr_db=30.0, min_cosine=0.999)
+    assert fp16.tensors == TensorTolerance(min_snr_db=30.0, min_cosine=0.999,
+                                           floor_margin_db=20 * np.log10(3.0))
+
+
+def test_fp16_bars_drop_to_the_rounding_floor_less_its_margin_and_no_further():
+    fp16, fp32 = (DEFAULT_POLICY.for_("any", p).tensors for p in ("fp16", "fp32"))
+    assert fp16.under_floor(60.0, 0.999999) == fp16  # a floor above the bars moves nothing
+    low = fp16.under_floor(20.0, 0.99)
+    assert np.isclose(low.min_snr_db, 20.0 - 9.542, atol=1e-3)
+    assert np.isclose(low.min_cosine, 1 - 9 * 0.01)  # 1 - cosine grows as the error squared
+    assert fp16.under_floor(float("nan"), 0.5) == fp16  # no finite floor: the flat bars
+    assert fp32.under_floor(20.0, 0.99) == fp32  # fp32 has no margin: no floor
+    kw = dict(name="t", module="m", op="Conv", depth=0)
+    x = np.linspace(1, 2, 64)
+    noisy = x * (1 + 0.05 * np.cos(np.arange(64)))  # ~27 dB: under the flat 30 dB bar
+    assert not diff_tensors(x, noisy, tol=fp16, **kw).passed
+    assert diff_tensors(x, noisy, tol=low, **kw).passed
 
 
 def test_a_model_override_reaches_agreement_and_parity():

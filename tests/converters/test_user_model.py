@@ -239,6 +239,10 @@ def test_fp16_parity_names_a_layer_scale_float16_holds_as_a_subnormal(tmp_path):
     assert not report.passed and report.first_divergent.name == "/Mul_1_output_0"
     assert "only as a subnormal, to 5 bits" in report.cause, report.cause
     assert "max |x| 1e-06" in report.cause, report.cause
+    # worse than the weights merely rounded to fp16 (gamma to its 5 bits): TFLite folds
+    # gamma into the Conv before, whose products sit deeper in the subnormals
+    first = report.first_divergent
+    assert first.floor_snr_db > first.snr_db + 9.5, (first.floor_snr_db, first.snr_db)
     with torch.no_grad():
         model.gamma.fill_(0.5)
     report = _tflite_parity(model, tmp_path, "trained_scale", fmt="tflite_fp16")
@@ -360,3 +364,39 @@ def test_savedmodel_parity_reads_each_output_of_a_split(tmp_path):
     split = [n for n in diffs if "Split" in n]
     assert len(split) == 2, sorted(diffs)
     assert all(diffs[n].snr_db > 100 for n in split)
+
+
+class CancellingNet(torch.nn.Module):
+    """Two convolutions whose weights differ by 0.1%, subtracted: their difference is what
+    fp16's rounding of the weights (0.05%) leaves of it, in any fp16 file."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.b = torch.nn.Conv2d(3, 8, 3, padding=1)
+        with torch.no_grad():
+            self.b.weight.copy_(self.a.weight * (1 + 1e-3 * torch.randn_like(self.a.weight)))
+            self.b.bias.copy_(self.a.bias)
+        self.head = torch.nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(100 * (self.a(x) - self.b(x))).mean((2, 3)))
+
+
+def test_fp16_parity_bars_drop_to_the_rounding_floor_of_the_weights(tmp_path):
+    """Where rounding the ONNX graph's weights to fp16 alone leaves a tensor under the flat
+    30 dB bar (here ~10 dB, as random-weight regnet_x_400mf's last stage at ~18 dB), the
+    TFLite fp16 file is held to that floor less 9.5 dB, and the report says so; an fp32 file
+    keeps its flat bar."""
+    torch.manual_seed(0)
+    report = _tflite_parity(CancellingNet().eval(), tmp_path, "cancel", fmt="tflite_fp16")
+    assert report.passed, (report.first_divergent, report.floor)
+    sub = {d.name: d for d in report.diffs}["/Sub_output_0"]
+    assert sub.snr_db < 20 and sub.floor_snr_db < 20, sub  # under the flat bar, both
+    assert abs(sub.snr_db - sub.floor_snr_db) < 3, sub  # the file is as close as rounding
+    assert report.floor.startswith("3 tensors under the flat 30 dB pass on fp16's own"), \
+        report.floor
+    from converters.parity.run import run_parity
+
+    [fp32] = run_parity(tmp_path / "cancel", pairs=(("onnx", "keras"),))
+    assert fp32.floor == "" and all(d.floor_snr_db is None for d in fp32.diffs)
