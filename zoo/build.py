@@ -37,11 +37,16 @@ def build_model(name_or_entry: str | ModelEntry, *, weights: str | None = "image
         return source.finish(entry, model).eval(), found
     if kind == "random":
         seed = int(arg)
+        # the shape first: its meta may build a model (timm's parameter count), whose
+        # draws inside the seeded block moved the noise BN is calibrated on, differently
+        # on a process's first build (timm/swiftformer_xs rebuilt for parity: 49.6 dB at
+        # its first BN)
+        shape = input_shape(entry, 8)
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             model = source.build(entry)
             redrawn = redraw_zero_weights(model)
-            calibrated = calibrate_batchnorm(model, input_shape(entry, 8))
+            calibrated = calibrate_batchnorm(model, shape)
         notes = ([f"zero-initialised {', '.join(redrawn)} drawn from N(0, 0.02)"] if redrawn
                  else []) + (["BN stats on seeded noise"] if calibrated else [])
         label = f"random weights (seed {seed}{''.join(', ' + n for n in notes)})"

@@ -54,16 +54,19 @@ EXPORT_KWARGS = {"exportable": True}
 def skeleton(name: str) -> "torch.nn.Module":
     """``name`` built for its structure (head, parameter count): parameters on the meta
     device, no memory; a real build where the builder computes at init (hybrid ViTs run
-    their backbone on a dummy image, which meta parameters cannot)."""
+    their backbone on a dummy image, which meta parameters cannot). The initialisers'
+    draws come from a forked RNG: the caller's is left as it was."""
     import timm
+    import torch
 
     from zoo.heads import empty_init
 
-    try:
-        with empty_init():
+    with torch.random.fork_rng():
+        try:
+            with empty_init():
+                return timm.create_model(name, pretrained=False)
+        except (RuntimeError, NotImplementedError):
             return timm.create_model(name, pretrained=False)
-    except (RuntimeError, NotImplementedError):
-        return timm.create_model(name, pretrained=False)
 
 
 @lru_cache(maxsize=None)
