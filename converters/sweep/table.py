@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 PATH_COLUMNS = ("converter", "converted", "ran", "agreed", "max_abs_err", "top1", "parity",
-                "first_divergent", "step_s", "convert_s", "peak_rss_mb", "error",
-                "torch_floor", "logits_max")
+                "first_divergent", "parity_note", "step_s", "convert_s", "peak_rss_mb",
+                "error", "torch_floor", "logits_max")
 # PyTorch's own fp32 run this far from its fp64 logits, as a share of the largest |logit|,
 # marks a model that amplifies round-off (random-weight efficientnet_b1: 143 of 1913, 7%;
 # efficientnet_b0: 0.27 of 350, 0.08%): a failing row then says so
@@ -79,9 +79,13 @@ def write_csv(records: Sequence[dict[str, Any]], path: Path) -> Path:
 
 def _problem(rows: list[dict[str, Any]]) -> str:
     """The first reason a model is not ok (an error, else the first divergent layer), after
-    a note when PyTorch itself cannot hold its logits to fp32 round-off."""
+    a note when PyTorch itself cannot hold its logits to fp32 round-off; for a model that
+    is ok, where a pass rests on the fp16 rounding floor (``converters.tolerance``)."""
     reason = _first_problem(rows)
-    return f"{_conditioning(rows)}{reason}" if reason else ""
+    if reason:
+        return f"{_conditioning(rows)}{reason}"
+    return next((f"(passes; {r['format']}: {r['parity_note']})"[:200] for r in rows
+                 if r.get("parity_note") and ok(r)), "")
 
 
 def _conditioning(rows: list[dict[str, Any]]) -> str:
@@ -148,7 +152,10 @@ def write_md(records: Sequence[dict[str, Any]], path: Path, env: dict[str, Any],
               "(SavedModel/TFLite by onnx2tf, or by the Keras model's own export where "
               "onnx2tf fails or disagrees: marked (keras)); onnx2tf alone makes ONNX, "
               "SavedModel and TFLite fp32/fp16 (its ONNX cell is the tool's).\n\n"
-              "Cells: ok, or the first check that fails. Time and peak RSS are the tool's "
+              "Cells: ok, or the first check that fails; an fp16 file's per-layer bars drop "
+              "to the ONNX graph's own with its weights rounded to fp16, less 9.5 dB, where "
+              "that is lower than 30 dB (the last column says where a pass rests on it). "
+              "Time and peak RSS are the tool's "
               "path (conversion, agreement on 16 photos, per-layer parity) in the model's "
               "own process; every column per format is in the CSV.\n\n"
             + (f"Rows swept on {dates[0]}" + (f" to {dates[-1]} (`swept` in the CSV: the "

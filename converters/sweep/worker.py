@@ -37,6 +37,7 @@ class FormatResult:
     top1: float | None = None
     parity: str = ""  # pass | FAIL | error | "" (not checked)
     first_divergent: str = ""
+    parity_note: str = ""  # a pass that rests on the fp16 rounding floor, where it does
     step_s: float | None = None
     error: str = ""
     # how far PyTorch's own run at the format's precision lands from its fp64 logits, and
@@ -180,6 +181,7 @@ def _fill_parity(result: PathResult, folder: Path) -> None:
     for r in reports:
         f = result.formats[r.test]
         f.parity = "pass" if r.passed else ("error" if r.error else "FAIL")
+        f.parity_note = r.floor[:200] if r.passed else ""
         d = r.first_divergent
         if r.error or d is None:
             f.first_divergent = r.error[:200]

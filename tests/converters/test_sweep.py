@@ -230,3 +230,19 @@ def test_onnx_row_survives_when_every_tf_step_fails(monkeypatch, tmp_path):
     assert "for 5 formats" in result.formats["keras"].error
     assert all("for 4 formats" in result.formats[f].error and not result.formats[f].converted
                for f in FORMATS[1:4])
+
+
+def test_a_pass_on_the_fp16_rounding_floor_is_noted_in_the_table():
+    """regnet_x_400mf, random weights, as swept: every format ok, its TFLite fp16 file's
+    last stage under the flat 30 dB bar as the ONNX graph with fp16 weights is."""
+    good = {"model": "regnet_x_400mf", "weights": "random", "converted": True, "ran": True,
+            "agreed": True, "parity": "pass"}
+    rows = [dict(good, format=f) for f in FORMATS]
+    assert md_rows(rows)[0][-1] == ""
+    note = ("31 tensors under the flat 30 dB pass on fp16's own rounding (the ONNX graph, "
+            "its weights rounded to fp16, reaches 17.8 dB at trunk_output.block4.block4-11.f"
+            ".c.1; the file 18.6)")
+    rows[3] |= {"parity_note": note}
+    assert md_rows(rows)[0][-1] == f"(passes; tflite_fp16: {note})"[:200]
+    rows[0] |= {"parity": "FAIL", "first_divergent": "stem (Conv)"}  # a failure comes first
+    assert md_rows(rows)[0][-1] == "onnx: first divergent stem (Conv)"
