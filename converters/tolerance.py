@@ -78,7 +78,7 @@ class TensorTolerance:
 
     min_snr_db: float
     min_cosine: float
-    floor_margin_db: float = 0.0  # 0: the bars hold everywhere, whatever PyTorch's floor
+    floor_margin_db: float = 0.0  # 0: the bars hold everywhere, whatever the rounding floor
 
     def under_floor(self, floor_snr_db: float, floor_cosine: float) -> "TensorTolerance":
         """The bars at a tensor where the graph, its weights rounded, reaches

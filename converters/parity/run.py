@@ -312,12 +312,10 @@ class _ParityRun:
     def _tolerance(self, fmt: str) -> TensorTolerance:
         return self.policy.for_(self.manifest.model, get_format(fmt).precision).tensors
 
-    @property
-    def wants_floor(self) -> bool:
-        """Whether a pair's bars drop to a rounding floor: an fp16 test format, whose
-        tolerance has a margin (the one precision whose rounding the ONNX graph mimics)."""
-        return any(get_format(test).precision == "fp16" and self._tolerance(test).floor_margin_db
-                   for _, test in self.pairs)
+    def _floored(self, fmt: str) -> bool:
+        """Whether ``fmt``'s bars drop to a rounding floor: an fp16 format whose tolerance
+        has a margin (the one precision whose rounding the ONNX graph mimics)."""
+        return get_format(fmt).precision == "fp16" and bool(self._tolerance(fmt).floor_margin_db)
 
     def build_reference_once(self) -> None:
         """The PyTorch model, built once for every slice (its failure fails its pairs)."""
@@ -340,15 +338,9 @@ class _ParityRun:
         """The ONNX graph against itself with every weight rounded to fp16 (run in fp32, as
         an fp16-stored artifact runs on a CPU), on this slice: the fp16 pairs' rounding
         floor, at every ONNX tensor. ONNX's capture stays in ``captures`` for the pairs."""
-        if not self.wants_floor or self.floor_state.error:
+        if not any(self._floored(test) for _, test in self.pairs) or self.floor_state.error:
             return
-        if "onnx" not in captures and "onnx" not in self.failed:
-            with self._timed("capture onnx", f"parity: capturing every onnx tensor{where}"):
-                got = _capture_or_error("onnx", self.folder, self.manifest, inputs, self.index)
-            if isinstance(got, str):
-                self.failed["onnx"] = got
-            else:
-                captures["onnx"] = got
+        self._capture_into(captures, "onnx", inputs, where)
         if "onnx" in self.failed:
             self.floor_state.error = self.failed["onnx"]
             return
@@ -388,6 +380,20 @@ class _ParityRun:
     def onnx_path(self) -> Path:
         return self.folder / self.manifest.artifact("onnx").path
 
+    def _capture_into(self, captures: dict[str, Capture], fmt: str, inputs: ParityInputs,
+                      where: str) -> None:
+        """``fmt``'s capture of this slice into ``captures``, unless it is there or ``fmt``
+        already failed; a failure goes to ``failed``, which fails every pair reading it."""
+        if fmt in captures or fmt in self.failed:
+            return
+        with self._timed(f"capture {fmt}", f"parity: capturing every {fmt} tensor{where}"):
+            got = _capture_or_error(fmt, self.folder, self.manifest, inputs, self.index,
+                                    self.model)
+        if isinstance(got, str):
+            self.failed[fmt] = got
+        else:
+            captures[fmt] = got
+
     def compare_slice(self, inputs: ParityInputs, where: str) -> None:
         captures: dict[str, Capture] = {}
         self.measure_floor(inputs, where, captures)
@@ -398,15 +404,7 @@ class _ParityRun:
             for fmt in [f for f in captures if f not in later]:
                 del captures[fmt]
             for fmt in (ref_fmt, test_fmt):
-                if fmt not in captures and fmt not in self.failed:
-                    with self._timed(f"capture {fmt}",
-                                     f"parity: capturing every {fmt} tensor{where}"):
-                        got = _capture_or_error(fmt, self.folder, self.manifest, inputs,
-                                                self.index, self.model)
-                    if isinstance(got, str):
-                        self.failed[fmt] = got
-                    else:
-                        captures[fmt] = got
+                self._capture_into(captures, fmt, inputs, where)
             if error := next((self.failed[f] for f in (ref_fmt, test_fmt)
                               if f in self.failed), ""):
                 state.error = state.error or error
@@ -424,7 +422,7 @@ class _ParityRun:
         for (ref_fmt, test_fmt), state in zip(self.pairs, self.states):
             ok = not state.error
             tol = self._tolerance(test_fmt)
-            floored = ok and get_format(test_fmt).precision == "fp16" and tol.floor_margin_db
+            floored = ok and self._floored(test_fmt)
             for acc in state.accumulators.values() if floored else ():
                 acc.floor = floors.get(acc.name)
             report = PairReport(
