@@ -23,6 +23,7 @@ from converters.runners import RunnerSpec, make_runner
 from converters.terminal import Status, no_status
 from converters.tolerance import DEFAULT_POLICY, TolerancePolicy
 from converters.model_input import ModelLike, describe, resolve_model
+from zoo.build import recipe_mismatch
 from zoo.data import SamplePhotos, sample_photos
 from zoo.entry import Preprocessing
 from zoo.meta import input_shape, preprocessing_of
@@ -289,7 +290,8 @@ def check_existing(folder: Path, weights_spec: str, *, full: bool = False) -> Ex
     except ValueError:  # manifest.json itself is corrupt: nothing in the folder can be trusted
         return Existing(False, [unreadable_manifest(folder)])
     listed = {a.format for a in manifest.artifacts}
-    if manifest.weights.spec != weights_spec or not set(default_formats()) <= listed:
+    if (manifest.weights.spec != weights_spec or recipe_mismatch(manifest.weights)
+            or not set(default_formats()) <= listed):
         return Existing(False, [])
     return Existing(True, verify_artifacts(folder, manifest, required=parity_side_files(manifest),
                                            full=full))

@@ -4,12 +4,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from zoo.entry import ModelEntry
-from zoo.meta import input_shape
+from zoo.meta import input_shape, preprocessing_of
 from zoo.registry import get_entry
 from zoo.weights import WeightsSource, load_file_state, load_strict, parse_spec
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
+
+# what BN statistics of random weights are set from (the manifest records it: artifacts
+# converted under another recipe hold other weights and are converted again)
+RANDOM_RECIPE = "8 scikit-image photos + 8 seeded N(0,1) images"
 
 
 def build_model(name_or_entry: str | ModelEntry, *, weights: str | None = "imagenet"
@@ -37,24 +42,33 @@ def build_model(name_or_entry: str | ModelEntry, *, weights: str | None = "image
         return source.finish(entry, model).eval(), found
     if kind == "random":
         seed = int(arg)
-        # the shape first: its meta may build a model (timm's parameter count), whose
+        # the photos first: their meta may build a model (timm's parameter count), whose
         # draws inside the seeded block moved the noise BN is calibrated on, differently
         # on a process's first build (timm/swiftformer_xs rebuilt for parity: 49.6 dB at
         # its first BN)
-        shape = input_shape(entry, 8)
+        photos = calibration_photos(entry)
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             model = source.build(entry)
             redrawn = redraw_zero_weights(model)
-            calibrated = calibrate_batchnorm(model, shape)
+            calibrated = calibrate_batchnorm(model, photos)
         notes = ([f"zero-initialised {', '.join(redrawn)} drawn from N(0, 0.02)"] if redrawn
-                 else []) + (["BN stats on seeded noise"] if calibrated else [])
+                 else []) + ([f"BN stats on {RANDOM_RECIPE}"] if calibrated else [])
         label = f"random weights (seed {seed}{''.join(', ' + n for n in notes)})"
         return (source.finish(entry, model).eval(),
-                WeightsSource("random", label, "", False, seed))
+                WeightsSource("random", label, "", False, seed, RANDOM_RECIPE))
     state, found = load_file_state(arg)
     model = load_strict(entry, source.build(entry), state, found)
     return source.finish(entry, model).eval(), found
+
+
+def recipe_mismatch(weights: WeightsSource) -> str:
+    """Why ``build_model(weights=weights.spec)`` would not rebuild the weights an artifact
+    was converted from ("" when it would): random weights made under another recipe."""
+    if weights.kind != "random" or weights.recipe == RANDOM_RECIPE:
+        return ""
+    return (f"random weights with BN statistics from {weights.recipe or 'one batch of noise'}"
+            f"; this version sets them from {RANDOM_RECIPE}: convert again")
 
 
 def redraw_zero_weights(model: "torch.nn.Module") -> list[str]:
@@ -77,14 +91,31 @@ def redraw_zero_weights(model: "torch.nn.Module") -> list[str]:
     return redrawn
 
 
-def calibrate_batchnorm(model: "torch.nn.Module", shape: tuple[int, ...]) -> bool:
-    """Set BN running statistics from one seeded-noise batch; False if there is no BN.
+def calibration_photos(entry: ModelEntry) -> "np.ndarray":
+    """scikit-image's 8 bundled photos, preprocessed for ``entry`` (NCHW float32): the
+    same on every machine, and none of them among the ImageNet sample photos that
+    parity and accuracy use."""
+    from zoo.data import skimage_photos
+    from zoo.preprocess import preprocess_images
+
+    photos = preprocess_images(skimage_photos(8).images, preprocessing_of(entry))
+    assert photos.shape[1:] == input_shape(entry)[1:], (photos.shape, input_shape(entry))
+    return photos
+
+
+def calibrate_batchnorm(model: "torch.nn.Module", photos: "np.ndarray") -> bool:
+    """Set BN running statistics from one batch of ``photos`` and as many seeded N(0, 1)
+    images; False if there is no BN.
 
     Freshly initialised BN layers hold mean 0 / var 1, so in eval mode they pass
     activations through unnormalised and deep random nets give logits of 1e-14
     (MobileNet) or 1e11 (Inception). Numerical checks on such logits mean
     nothing; with calibrated statistics the random model's activations have
-    unit scale like a trained one's. Call under a forked, seeded RNG.
+    unit scale like a trained one's. Noise alone is not enough: statistics of noise
+    leave channels that photos drive hard, and a random efficientnet_v2_s then gave
+    photos logits of 1.3e4, 4.5e3 of it fp32 rounding (noise's own logits: 0.2). Photos
+    and noise together keep both at unit scale, as parity feeds both. Call under a
+    forked, seeded RNG.
     """
     import torch
 
@@ -96,8 +127,9 @@ def calibrate_batchnorm(model: "torch.nn.Module", shape: tuple[int, ...]) -> boo
         bn.reset_running_stats()
         bn.momentum = None  # cumulative average: one batch sets the statistics exactly
     model.train()
+    x = torch.from_numpy(photos)
     with torch.no_grad():
-        model(torch.randn(shape))
+        model(torch.cat([x, torch.randn(x.shape)]))
     for bn, momentum in zip(bns, momenta):
         bn.momentum = momentum
     model.eval()

@@ -49,7 +49,7 @@ def sample_photos(n: int = 16) -> SamplePhotos:
 def skimage_photos(n: int = 16) -> SamplePhotos:
     from skimage import data
 
-    names = ["chelsea", "astronaut", "coffee", "rocket", "cat", "immunohistochemistry",
+    names = ["chelsea", "astronaut", "coffee", "rocket", "immunohistochemistry",
              "hubble_deep_field", "retina", "colorwheel"][:n]
     images = [np.ascontiguousarray(getattr(data, k)()[..., :3]) for k in names]
     return SamplePhotos("scikit-image bundled photos", images, names)

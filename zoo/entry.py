@@ -130,6 +130,7 @@ class WeightsSource:
     location: str  # file the state dict came from, or "" for random
     pretrained: bool
     seed: int | None = None
+    recipe: str = ""  # random weights: what BN statistics were set from (zoo.build)
 
     @property
     def spec(self) -> str:
@@ -140,10 +141,11 @@ class WeightsSource:
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "label": self.label, "location": self.location,
-                "pretrained": self.pretrained, "seed": self.seed, "spec": self.spec}
+                "pretrained": self.pretrained, "seed": self.seed, "recipe": self.recipe,
+                "spec": self.spec}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "WeightsSource":
         """What ``to_json`` wrote (``spec`` is derived again, so it is not read back)."""
         return cls(data["kind"], data["label"], data["location"], bool(data["pretrained"]),
-                   data.get("seed"))
+                   data.get("seed"), data.get("recipe", ""))

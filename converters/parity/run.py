@@ -116,8 +116,10 @@ def capture_format(fmt: str, folder: Path, manifest: Manifest, inputs: ParityInp
 
 
 def _rebuild(manifest: Manifest) -> "torch.nn.Module":
-    from zoo.build import build_model
+    from zoo.build import build_model, recipe_mismatch
 
+    if why := recipe_mismatch(manifest.weights):
+        raise ValueError(f"{manifest.model}: its artifacts hold {why}")
     model, _ = build_model(manifest.model_entry(), weights=manifest.weights.spec)
     return model
 
