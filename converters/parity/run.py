@@ -16,7 +16,7 @@ from converters.formats import get_format
 from converters.manifest import Manifest, load_manifest
 from converters.parity.capture import (Capture, capture_keras, capture_keras_saved_model,
                                        capture_onnx, capture_tf, capture_tflite,
-                                       capture_torch, folded_readers)
+                                       capture_torch, folded_readers, spill)
 from converters.parity.graph_index import GraphIndex, index_graph, subnormal_in_fp16
 from converters.parity.metrics import DiffAccumulator, TensorDiff
 from converters.terminal import Status, no_status
@@ -266,7 +266,8 @@ def run_parity(folder: Path, *, pairs: tuple[tuple[str, str], ...] | None = None
     The captures of a big model cover a slice of the images at a time, so that they fit
     ``memory_mb`` (``capture_memory_mb()`` by default); each slice is compared and dropped,
     and the statistics add up to the whole batch's (``DiffAccumulator``). Every format is
-    then loaded once per slice.
+    then loaded once per slice. Where one image's captures outgrow ``memory_mb``, they are
+    held in memory-mapped files (``spill``).
     """
     manifest = load_manifest(folder)
     inputs = inputs or parity_inputs(manifest)
@@ -278,6 +279,7 @@ def run_parity(folder: Path, *, pairs: tuple[tuple[str, str], ...] | None = None
     per_image = capture_bytes_per_image(run.index, folder / manifest.artifact("onnx").path,
                                         inputs.x)
     step = images_per_slice(per_image, n, memory_mb)
+    run.spill = per_image / 2**20 * _CAPTURES_HELD > memory_mb  # one image outgrows it
     if step < n:
         run.build_reference_once()
     try:
@@ -306,7 +308,8 @@ class _ParityRun:
     states: list[_PairState] = field(default_factory=list)
     # ONNX against itself with its weights rounded to fp16: the fp16 rounding floor
     floor_state: _PairState = field(default_factory=_PairState)
-    scratch: "tempfile.TemporaryDirectory | None" = None  # holds the rounded ONNX file
+    scratch: "tempfile.TemporaryDirectory | None" = None  # the rounded ONNX file, spills
+    spill: bool = False  # captures to memory-mapped files: one image's outgrow the memory
 
     def __post_init__(self) -> None:
         self.states = [_PairState() for _ in self.pairs]
@@ -349,7 +352,8 @@ class _ParityRun:
         with self._timed("capture onnx_fp16_weights", "parity: capturing every onnx tensor, "
                                                       f"weights rounded to fp16{where}"):
             try:
-                rounded = capture_onnx(self._rounded_onnx(), inputs.x, "onnx_fp16_weights")
+                rounded = self._held(capture_onnx(self._rounded_onnx(), inputs.x,
+                                                  "onnx_fp16_weights"))
             except Exception as exc:  # noqa: BLE001 - the flat bars hold, with the reason
                 self.floor_state.error = f"onnx_fp16_weights: {error_line(exc)}"
                 return
@@ -359,19 +363,30 @@ class _ParityRun:
                           tol=self.policy.for_(self.manifest.model, "fp16").tensors)
 
     def _rounded_onnx(self) -> Path:
-        """The ONNX file with its weights rounded to fp16, written once into a folder of its
-        own that ``close`` removes."""
-        if self.scratch is None:
-            import tempfile
-
+        """The ONNX file with its weights rounded to fp16, written once into the scratch
+        folder."""
+        path = self._scratch() / "fp16_weights.onnx"
+        if not path.exists():
             import onnx
 
             from converters.onnx_fp16 import round_weights_to_fp16
 
-            self.scratch = tempfile.TemporaryDirectory(prefix="parity-floor-")
-            onnx.save(round_weights_to_fp16(onnx.load(str(self.onnx_path))),
-                      str(Path(self.scratch.name) / "fp16_weights.onnx"))
-        return Path(self.scratch.name) / "fp16_weights.onnx"
+            onnx.save(round_weights_to_fp16(onnx.load(str(self.onnx_path))), str(path))
+        return path
+
+    def _scratch(self) -> Path:
+        """This run's folder for the rounded ONNX file and spilled captures; ``close``
+        removes it."""
+        if self.scratch is None:
+            import tempfile
+
+            self.scratch = tempfile.TemporaryDirectory(prefix="parity-")
+        return Path(self.scratch.name)
+
+    def _held(self, capture: Capture) -> Capture:
+        """``capture`` as parity holds it: spilled to memory-mapped files when one image's
+        captures outgrow parity's memory (``spill``), else as it is."""
+        return spill(capture, self._scratch()) if self.spill else capture
 
     def close(self) -> None:
         if self.scratch is not None:
@@ -394,7 +409,7 @@ class _ParityRun:
         if isinstance(got, str):
             self.failed[fmt] = got
         else:
-            captures[fmt] = got
+            captures[fmt] = self._held(got)
 
     def compare_slice(self, inputs: ParityInputs, where: str) -> None:
         captures: dict[str, Capture] = {}

@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from zoo.build import RANDOM_RECIPE
+
 PATH_COLUMNS = ("converter", "converted", "ran", "agreed", "max_abs_err", "top1", "parity",
                 "first_divergent", "parity_note", "step_s", "convert_s", "peak_rss_mb",
                 "error", "torch_floor", "logits_max")
@@ -20,7 +22,7 @@ PATH_COLUMNS = ("converter", "converted", "ran", "agreed", "max_abs_err", "top1"
 # marks a model that amplifies round-off (random-weight efficientnet_b1: 143 of 1913, 7%;
 # efficientnet_b0: 0.27 of 350, 0.08%): a failing row then says so
 ILL_CONDITIONED = 0.01
-COLUMNS = ("model", "weights", "params_m", "format", *PATH_COLUMNS,
+COLUMNS = ("model", "weights", "weights_recipe", "params_m", "format", *PATH_COLUMNS,
            *(f"o2t_{c}" for c in PATH_COLUMNS), "o2t_shared", "swept")
 TOOL_FORMATS = ("onnx", "tf_savedmodel", "tflite_fp32", "tflite_fp16", "keras")
 O2T_FORMATS = ("onnx", "tf_savedmodel", "tflite_fp32", "tflite_fp16")
@@ -116,12 +118,23 @@ def _first_problem(rows: list[dict[str, Any]]) -> str:
     return ""
 
 
+OLDER_RECIPE = "random (older BN recipe)"
+
+
+def _weights(row: dict[str, Any]) -> str:
+    """The row's weights; random ones made under another recipe than this version's say
+    so: a re-run converts other weights."""
+    if row.get("weights") == "random" and row.get("weights_recipe", "") != RANDOM_RECIPE:
+        return OLDER_RECIPE
+    return row.get("weights", "-")
+
+
 def md_rows(records: Sequence[dict[str, Any]]) -> list[list[str]]:
     rows = []
     for model, recs in by_model(records).items():
         have = {r.get("format"): r for r in recs}
         first = recs[0]
-        cells = [f"`{model}`", _num(first.get("params_m"), "{:.1f}"), first.get("weights", "-")]
+        cells = [f"`{model}`", _num(first.get("params_m"), "{:.1f}"), _weights(first)]
         cells += [verdict(have.get(f)) for f in TOOL_FORMATS]
         cells += [verdict(have.get(f), "o2t_") for f in O2T_FORMATS[1:]]
         cells += [_num(first.get("convert_s"), "{:.0f}"), _num(first.get("peak_rss_mb"), "{:.0f}"),
@@ -161,6 +174,9 @@ def write_md(records: Sequence[dict[str, Any]], path: Path, env: dict[str, Any],
             + (f"Rows swept on {dates[0]}" + (f" to {dates[-1]} (`swept` in the CSV: the "
                "table completes an earlier run's records, see the README)" if len(dates) > 1
                else "") + ".\n\n" if dates else "")
+            + (f"Weights *{OLDER_RECIPE}*: swept when random weights' BN statistics came "
+               f"from noise alone; *random*: from {RANDOM_RECIPE} (README, weights).\n\n"
+               if any(_weights(r) == OLDER_RECIPE for r in records) else "")
             + (f"**Incomplete: {n} of {n + len(not_swept)} selected models swept**; not yet: "
                f"{', '.join(not_swept)}.\n\n" if not_swept else "")
             + md_table(headers, md_rows(records)))

@@ -56,6 +56,7 @@ class PathResult:
     error: str = ""  # why nothing converted
     shared: bool = False  # onnx2tf alone: the tool's artifacts were onnx2tf's, not redone
     weights: str = ""  # pretrained | random | factory (the manifest's)
+    weights_recipe: str = ""  # random weights: what BN statistics came from (zoo.build)
 
 
 def _reset_peak() -> bool:
@@ -142,6 +143,7 @@ def run_path(model: str, path: str, *, weights: str, out: Path,
     _fill_conversion(result, manifest)
     w = manifest.weights
     result.weights = "random" if w.kind == "random" else "pretrained" if w.pretrained else w.kind
+    result.weights_recipe = w.recipe if w.kind == "random" else ""
     _fill_parity(result, out / path / manifest.entry.folder)
     result.seconds = round(time.perf_counter() - t0, 1)
     result.peak_rss_mb = _peak_rss_mb()
@@ -207,6 +209,7 @@ def sweep_model(model: str, *, weights: str, out: Path) -> list[dict[str, Any]]:
 def records_of(model: str, weights: str, tool: PathResult, alone: PathResult
                ) -> list[dict[str, Any]]:
     base = {"model": model, "weights": tool.weights or alone.weights or weights,
+            "weights_recipe": tool.weights_recipe or alone.weights_recipe,
             "params_m": params_m(model, weights)}
     rows = []
     for fmt in tool.formats:

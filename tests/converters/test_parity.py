@@ -161,7 +161,11 @@ def test_parity_in_slices_of_images_reads_as_the_whole_batch(clean_reports, conv
     sliced = run_parity(folder, pairs=pairs, memory_mb=per_image_mb * _CAPTURES_HELD,
                         timings=timings)
     assert set(timings) >= {"capture pytorch", "capture onnx", "capture tflite_fp16"}
-    for report in sliced:
+    _assert_reads_as_the_whole_batch(sliced, clean_reports)
+
+
+def _assert_reads_as_the_whole_batch(reports, clean_reports) -> None:
+    for report in reports:
         whole = clean_reports[(report.reference, report.test)]
         assert report.passed and report.unaligned == whole.unaligned
         assert [d.name for d in report.diffs] == [d.name for d in whole.diffs]
@@ -172,7 +176,34 @@ def test_parity_in_slices_of_images_reads_as_the_whole_batch(clean_reports, conv
                 assert a.max_abs == pytest.approx(b.max_abs, rel=1e-3), a.name
             else:
                 assert a.snr_db > 100, a.name
-    assert min(d.snr_db for d in sliced[1].diffs) < 100  # fp16 errors were compared
+    assert min(d.snr_db for d in reports[1].diffs) < 100  # fp16 errors were compared
+
+
+def test_parity_spills_captures_when_one_image_outgrows_its_memory(clean_reports, converted,
+                                                                   monkeypatch):
+    """Below one image's captures, each capture is held in memory-mapped files (unlinked
+    at once, nothing left behind) and the reports are still the whole batch's."""
+    import converters.parity.run as run_module
+    from converters.parity.capture import spill
+
+    spilled = []
+
+    def recording_spill(capture, folder):
+        held = spill(capture, folder)
+        spilled.append((capture.format, all(isinstance(v, np.memmap)
+                                            for v in held.tensors.values()),
+                        sorted(p.name for p in folder.iterdir())))
+        return held
+
+    monkeypatch.setattr(run_module, "spill", recording_spill)
+    folder, _ = converted
+    per_image_mb = index_graph(folder / f"{folder.name}.onnx").bytes_per_image / 2**20
+    reports = run_parity(folder, pairs=(("pytorch", "onnx"), ("onnx", "tflite_fp16")),
+                         memory_mb=per_image_mb)
+    assert {fmt for fmt, _, _ in spilled} >= {"pytorch", "onnx", "tflite_fp16"}
+    assert all(mapped for _, mapped, _ in spilled)
+    assert not any(name.endswith(".npy") for _, _, names in spilled for name in names)
+    _assert_reads_as_the_whole_batch(reports, clean_reports)
 
 
 def test_rebuilt_tf_graph_must_compute_the_saved_model(converted):

@@ -17,6 +17,8 @@ from converters.sweep.run import sweep_status
 from converters.sweep.worker import fallback_formats
 from converters.sweep.select import parse_params, select_models
 from converters.sweep.table import COLUMNS, coverage, md_rows, verdict
+from zoo.build import RANDOM_RECIPE
+from zoo.env import environment
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = "tests/fixtures/user_model.py"
@@ -61,7 +63,7 @@ def test_sweep_writes_both_tables_with_verdicts(swept):
             assert (r["converted"], r["ran"], r["agreed"]) == ("True", "True", "True"), r
             assert float(r["max_abs_err"]) < 2e-2 and float(r["top1"]) == 1.0
             assert float(r["convert_s"]) > 0 and float(r["peak_rss_mb"]) > 100
-            assert r["weights"] == "random"
+            assert r["weights"] == "random" and r["weights_recipe"] == RANDOM_RECIPE
             # PyTorch's own distance from its fp64 logits at the format's precision
             assert 0 < float(r["torch_floor"]) < float(r["logits_max"]), r
             # a parity FAIL names the first divergent layer; a pass names none
@@ -246,3 +248,22 @@ def test_a_pass_on_the_fp16_rounding_floor_is_noted_in_the_table():
     assert md_rows(rows)[0][-1] == f"(passes; tflite_fp16: {note})"[:200]
     rows[0] |= {"parity": "FAIL", "first_divergent": "stem (Conv)"}  # a failure comes first
     assert md_rows(rows)[0][-1] == "onnx: first divergent stem (Conv)"
+
+
+def test_rows_of_random_weights_under_an_older_recipe_say_so(tmp_path):
+    """Records from before the BN recipe was recorded hold other random weights than a
+    re-run converts: their weights cell says so, and the legend what the recipes were."""
+    from converters.sweep.table import OLDER_RECIPE, write_md
+
+    now = {"model": "resnet18", "weights": "random", "weights_recipe": RANDOM_RECIPE,
+           "format": "onnx"}
+    before = {"model": "resnet34", "weights": "random", "format": "onnx"}
+    real = {"model": "mobilenet_v2", "weights": "pretrained", "weights_recipe": "",
+            "format": "onnx"}
+    assert [row[2] for row in md_rows([now, before, real])] == [
+        "random", OLDER_RECIPE, "pretrained"]
+    legend = (f"Weights *{OLDER_RECIPE}*: swept when random weights' BN statistics came from "
+              f"noise alone; *random*: from {RANDOM_RECIPE}")
+    env = environment(with_gpu=False)
+    assert legend in write_md([now, before], tmp_path / "a.md", env, "torchvision").read_text()
+    assert legend not in write_md([now, real], tmp_path / "b.md", env, "torchvision").read_text()

@@ -2,6 +2,7 @@
 reconverted or refused (``--on-damaged``)."""
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -57,6 +58,23 @@ def test_corrupted_onnx_is_named_and_not_reused(out_root):
     (folder / "manifest.json").write_text('{"model": "squeezenet1_1", "weig')  # truncated
     (damage,) = check_existing(folder, spec).damage
     assert str(damage) == f"{folder / 'manifest.json'} is damaged (not a readable manifest)"
+
+
+def test_random_weights_of_an_older_recipe_are_converted_again_not_rebuilt(out_root):
+    from converters.parity.run import _rebuild
+
+    folder = out_root / MODEL
+    path = folder / "manifest.json"
+    data = json.loads(path.read_text())
+    del data["weights"]["recipe"]  # as manifests from before the recipe was recorded
+    path.write_text(json.dumps(data))
+    manifest = load_manifest(folder)
+    existing = check_existing(folder, manifest.weights.spec)
+    assert not existing.complete and not existing.damage
+    with pytest.raises(ValueError, match=f"^{MODEL}: its artifacts hold random weights with BN "
+                       "statistics from one batch of noise; this version sets them from 8 "
+                       r"scikit-image photos \+ 8 seeded N\(0,1\) images: convert again$"):
+        _rebuild(manifest)
 
 
 def test_parity_cli_refuses_a_damaged_artifact(out_root):
