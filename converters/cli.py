@@ -28,11 +28,14 @@ DESCRIPTION = "PyTorch -> ONNX -> TF SavedModel / TFLite / Keras 3, with agreeme
 def _print_agreement(manifest) -> None:
     from rich.table import Table
 
+    from converters.agreement import top1_text
+
     table = Table(title=f"{manifest.model}: agreement with PyTorch on "
                         f"{manifest.agreement[0].n_images if manifest.agreement else 0} photos "
                         f"({manifest.weights.label})")
     table.caption = ("max |err|: from PyTorch fp32; from fp64: from PyTorch's exact logits, "
-                     "what the tolerance bounds (converters.tolerance)")
+                     "what the tolerance bounds (converters.tolerance); top-1 is checked on "
+                     "the photos whose exact top-1 leads by more than twice the tolerance")
     for col in ("artifact", "prec", "max |err|", "from fp64", "tolerance", "top-1",
                 "result"):
         table.add_column(col, justify="left" if col in ("artifact", "prec") else "right",
@@ -46,7 +49,7 @@ def _print_agreement(manifest) -> None:
         table.add_row(a.artifact, a.precision, f"{a.max_abs_err:.2e}",
                       "-" if math.isnan(a.max_abs_err_exact) else f"{a.max_abs_err_exact:.2e}",
                       f"{a.tolerance:.1e}",
-                      f"{a.top1_agreement:.0%}", ok)
+                      top1_text(a), ok)
     stdout_console().print(table)
 
 

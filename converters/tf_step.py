@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, ContextManager, Sequence
 
+from converters.agreement import top1_text
 from converters.formats import TF_CONVERTERS, formats_of_step, get_format
 from converters.manifest import artifact_record
 from converters.tf_export import TENSOR_MAP, ConversionError, TfArtifacts
@@ -143,7 +144,7 @@ def _why(a: "Agreement") -> str:
     """Why an artifact failed agreement, in a few words."""
     if a.error:
         return f"does not run: {a.error[:120]}"
-    return f"max |err| {a.checked_err:.2e} > {a.tolerance:.1e}, top-1 {a.top1_agreement:.0%}"
+    return f"max |err| {a.checked_err:.2e} > {a.tolerance:.1e}, top-1 {top1_text(a)}"
 
 
 def _move_in(trial: Path, stage: Path, formats: Sequence[str], stem: str

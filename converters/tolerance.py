@@ -32,9 +32,11 @@ class LogitTolerance:
     layout optimisations off), fp16 ones 1.0-1.5x the fp16 floor: margins 8 and 3 leave
     about 2x. A conversion bug does not scale with round-off: scaling one mid-network conv
     of efficientnet_b0's ONNX file by 1.005 moves its logits 42 from the exact ones, 19x
-    the fp32 bound of 2.2 (squeezenet1_1's by 1.01: 0.012, 107x its bound). Where the fp16
-    floor nears the logits' own scale (random efficientnet_b0: 127 of 350), fp16 logits
-    can tell nothing and top-1 agreement is the check that remains.
+    the fp32 bound of 2.2 (squeezenet1_1's by 1.01: 0.012, 107x its bound). ``min_top1``
+    applies, with an fp64 run, to the images whose exact top-1 leads by more than twice
+    ``floor_margin * floor``: a closer race is rounding's to decide (random regnet_y_3_2gf:
+    logits within 0.78, its TFLite fp16 file 0.012 from them, PyTorch's fp16 rounding 0.015,
+    4 of 16 top-1s flipped, every one such a race; ``converters.agreement``).
 
     ``bound`` is the rule where no fp64 run is made (``bench.gpu``): the error from
     PyTorch's fp32 logits within ``max(atol + rtol * max |ref|, 2 * torch_gap)``, twice

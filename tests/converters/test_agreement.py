@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from converters.agreement import ExactReference, compare_logits
+from converters.agreement import ExactReference, compare_logits, top1_text
 
 
 def test_agreement_passes_close_logits():
@@ -61,6 +61,38 @@ def test_error_from_the_exact_logits_is_held_to_pytorchs_own_floor():
     # a precision without a floor keeps its atol + rtol bar
     assert compare_logits("onnx_int8", "int8", runtime, ref, exact=reference).tolerance == (
         pytest.approx(0.35 * np.abs(ref).max()))
+
+
+def test_top1_is_checked_where_rounding_cannot_decide_it():
+    """Random-weight regnet_y_3_2gf in small: logits within 0.78 and tight races for top-1;
+    its TFLite fp16 file lands 0.012 from the exact logits (PyTorch's own fp16 rounding:
+    0.015) and flips 4 of 16 top-1s, each a race that rounding decides (lead < 2 x 3 x
+    0.015). Top-1s that lead by more and flip fail (fp16 allows 10%), even within the
+    max |err| bound;
+    int8 (no rounding floor) counts every image."""
+    rng = np.random.default_rng(0)
+    exact = rng.uniform(-0.5, 0.5, (16, 1000))
+    order = np.argsort(exact, axis=1)
+    rows, first, second = np.arange(16), order[:, -1], order[:, -2]
+    exact[rows, first] = 0.78
+    exact[rows, second] = 0.78 - np.where(rows < 4, 0.01, np.where(rows < 6, 0.1, 0.5))
+    reference = ExactReference(exact, {"fp16": 0.015, "fp32": 1e-6}, torch_gap=1e-6)
+    races = exact.copy()
+    races[rows[:4], second[:4]] += 0.012  # each race's runner-up now leads by 0.002
+    a = compare_logits("tflite_fp16", "fp16", races.astype(np.float32),
+                       exact.astype(np.float32), exact=reference)
+    assert a.top1_agreement == 0.75 and (a.n_decided, a.top1_decided) == (12, 1.0)
+    assert a.passed and top1_text(a) == "75% (100% of 12 decided)"
+    lead_lost = races.copy()
+    lead_lost[[4, 5], first[4:6]] -= 0.055  # leads of 0.1 lost, every error under the bound
+    lead_lost[[4, 5], second[4:6]] += 0.055
+    b = compare_logits("tflite_fp16", "fp16", lead_lost.astype(np.float32),
+                       exact.astype(np.float32), exact=reference)
+    assert b.max_abs_err_exact < b.tolerance and b.top1_decided == pytest.approx(10 / 12)
+    assert not b.passed
+    q = compare_logits("onnx_int8", "int8", races.astype(np.float32),
+                       exact.astype(np.float32), exact=reference)
+    assert q.n_decided is None and q.top1_agreement == 0.75  # int8 checks it on all 16
 
 
 def test_a_perturbed_onnx_weight_fails_agreement(converted, tmp_path):
