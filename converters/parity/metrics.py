@@ -118,7 +118,7 @@ class DiffAccumulator:
     _max_abs: float = 0.0
     _count: int = 0
     _nonfinite: np.ndarray = field(default_factory=lambda: np.zeros(4, np.int64))
-    # the ONNX graph's own diff here, its weights rounded to the precision: the rounding floor
+    # the precision's rounding floor here (converters.parity.run.measure_floors)
     floor: TensorDiff | None = None
 
     def add(self, ref: np.ndarray, test: np.ndarray) -> None:

@@ -172,6 +172,10 @@ def _capture_or_error(fmt: str, folder: Path, manifest: Manifest, inputs: Parity
         return f"{fmt}: {error_line(exc)}"
 
 
+# The rounding floor parity measures per precision: (the capture at that precision, the
+# one it is measured against); ``_ParityRun.measure_floors``
+FLOOR_REFERENCES = {"fp32": ("pytorch", "pytorch_fp64"), "fp16": ("onnx", "onnx_fp16_weights")}
+
 # What parity holds per image, in multiples of one capture: the reference's capture, the
 # test's, and the runtime's own copy of the test's while it is read out.
 _CAPTURES_HELD = 3
@@ -306,8 +310,10 @@ class _ParityRun:
     model: "torch.nn.Module | None"
     failed: dict[str, str] = field(default_factory=dict)  # format -> why it could not run
     states: list[_PairState] = field(default_factory=list)
-    # ONNX against itself with its weights rounded to fp16: the fp16 rounding floor
-    floor_state: _PairState = field(default_factory=_PairState)
+    # per precision, the rounding floor at each tensor (``measure_floors``)
+    floor_states: dict[str, _PairState] = field(
+        default_factory=lambda: {p: _PairState() for p in FLOOR_REFERENCES})
+    model64: "torch.nn.Module | None" = None  # the reference in fp64, for fp32's floor
     scratch: "tempfile.TemporaryDirectory | None" = None  # the rounded ONNX file, spills
     spill: bool = False  # captures to memory-mapped files: one image's outgrow the memory
 
@@ -318,9 +324,10 @@ class _ParityRun:
         return self.policy.for_(self.manifest.model, get_format(fmt).precision).tensors
 
     def _floored(self, fmt: str) -> bool:
-        """Whether ``fmt``'s bars drop to a rounding floor: an fp16 format whose tolerance
-        has a margin (the one precision whose rounding the ONNX graph mimics)."""
-        return get_format(fmt).precision == "fp16" and bool(self._tolerance(fmt).floor_margin_db)
+        """Whether ``fmt``'s bars drop to a rounding floor: a precision parity measures one
+        for, whose tolerance has a margin."""
+        return (get_format(fmt).precision in FLOOR_REFERENCES
+                and bool(self._tolerance(fmt).floor_margin_db))
 
     def build_reference_once(self) -> None:
         """The PyTorch model, built once for every slice (its failure fails its pairs)."""
@@ -338,29 +345,43 @@ class _ParityRun:
             yield
         self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - t0
 
-    def measure_floor(self, inputs: ParityInputs, where: str, captures: dict[str, Capture]
-                      ) -> None:
-        """The ONNX graph against itself with every weight rounded to fp16 (run in fp32, as
-        an fp16-stored artifact runs on a CPU), on this slice: the fp16 pairs' rounding
-        floor, at every ONNX tensor. ONNX's capture stays in ``captures`` for the pairs."""
-        if not any(self._floored(test) for _, test in self.pairs) or self.floor_state.error:
-            return
-        self._capture_into(captures, "onnx", inputs, where)
-        if "onnx" in self.failed:
-            self.floor_state.error = self.failed["onnx"]
-            return
-        with self._timed("capture onnx_fp16_weights", "parity: capturing every onnx tensor, "
-                                                      f"weights rounded to fp16{where}"):
-            try:
-                rounded = self._held(capture_onnx(self._rounded_onnx(), inputs.x,
-                                                  "onnx_fp16_weights"))
-            except Exception as exc:  # noqa: BLE001 - the flat bars hold, with the reason
-                self.floor_state.error = f"onnx_fp16_weights: {error_line(exc)}"
-                return
-        with self._timed("compare onnx vs onnx_fp16_weights",
-                         f"parity: comparing onnx vs onnx_fp16_weights{where}"):
-            _compare_into(self.floor_state, captures["onnx"], rounded, self.index,
-                          tol=self.policy.for_(self.manifest.model, "fp16").tensors)
+    def measure_floors(self, inputs: ParityInputs, where: str, captures: dict[str, Capture]
+                       ) -> None:
+        """On this slice, each floored precision's rounding floor at every tensor: fp32,
+        PyTorch against itself in fp64; fp16, the ONNX graph against itself with every
+        weight rounded to fp16 (run in fp32, as an fp16-stored artifact runs on a CPU).
+        The fp32 capture (PyTorch's, ONNX's) stays in ``captures`` for the pairs."""
+        needed = {get_format(test).precision for _, test in self.pairs if self._floored(test)}
+        for precision, (ref_fmt, exact_fmt) in FLOOR_REFERENCES.items():
+            state = self.floor_states[precision]
+            if precision not in needed or state.error:
+                continue
+            self._capture_into(captures, ref_fmt, inputs, where)
+            if ref_fmt in self.failed:
+                state.error = self.failed[ref_fmt]
+                continue
+            with self._timed(f"capture {exact_fmt}", f"parity: capturing every {exact_fmt} "
+                                                     f"tensor{where}"):
+                try:
+                    other = self._held(self._capture_floor(exact_fmt, inputs))
+                except Exception as exc:  # noqa: BLE001 - the flat bars hold, with the reason
+                    state.error = f"{exact_fmt}: {error_line(exc)}"
+                    continue
+            pair = (other, captures[ref_fmt]) if precision == "fp32" else (captures[ref_fmt], other)
+            with self._timed(f"compare {pair[0].format} vs {pair[1].format}",
+                             f"parity: comparing {pair[0].format} vs {pair[1].format}{where}"):
+                _compare_into(state, *pair, self.index,
+                              tol=self.policy.for_(self.manifest.model, precision).tensors)
+
+    def _capture_floor(self, fmt: str, inputs: ParityInputs) -> Capture:
+        if fmt == "onnx_fp16_weights":
+            return capture_onnx(self._rounded_onnx(), inputs.x, fmt)
+        if self.model64 is None:  # the fp32 capture built or was given the model
+            import copy
+
+            self.model64 = copy.deepcopy(self.model or _rebuild(self.manifest)).double()
+        return replace(capture_torch(self.model64, inputs.x.astype(np.float64), self.index),
+                       format=fmt)
 
     def _rounded_onnx(self) -> Path:
         """The ONNX file with its weights rounded to fp16, written once into the scratch
@@ -413,7 +434,7 @@ class _ParityRun:
 
     def compare_slice(self, inputs: ParityInputs, where: str) -> None:
         captures: dict[str, Capture] = {}
-        self.measure_floor(inputs, where, captures)
+        self.measure_floors(inputs, where, captures)
         for i, ((ref_fmt, test_fmt), state) in enumerate(zip(self.pairs, self.states)):
             # a capture no later pair reads is dropped: every tensor of a big model at 6 images
             # is gigabytes (maxvit_t's six captures held at once outgrew a 23 GB machine)
@@ -435,38 +456,43 @@ class _ParityRun:
     def reports(self, inputs: str) -> list[PairReport]:
         onnx_path = self.onnx_path
         reports = []
-        floors = {name: acc.result() for name, acc in self.floor_state.accumulators.items()}
+        floors = {precision: {name: acc.result() for name, acc in state.accumulators.items()}
+                  for precision, state in self.floor_states.items()}
         for (ref_fmt, test_fmt), state in zip(self.pairs, self.states):
             ok = not state.error
             tol = self._tolerance(test_fmt)
             floored = ok and self._floored(test_fmt)
+            precision = get_format(test_fmt).precision
             for acc in state.accumulators.values() if floored else ():
-                acc.floor = floors.get(acc.name)
+                acc.floor = floors[precision].get(acc.name)
             report = PairReport(
                 self.manifest.model, self.manifest.weights.label, ref_fmt, test_fmt,
-                get_format(test_fmt).precision, inputs, len(self.index.sites),
+                precision, inputs, len(self.index.sites),
                 [a.result() for a in state.accumulators.values()] if ok else [],
                 state.unaligned if ok else {}, state.fused if ok else {}, error=state.error)
             report.cause = _precision_cause(report, onnx_path, self.index)
             if floored:
-                report.floor = _floor_text(report, tol, self.floor_state.error)
+                report.floor = _floor_text(report, tol, self.floor_states[precision].error)
             reports.append(report)
         return reports
 
 
 def _floor_text(report: PairReport, tol: TensorTolerance, error: str) -> str:
-    """Which tensors pass only on the fp16 rounding floor (under the flat bars), the lowest
-    floor among them; or why no floor could be measured (the flat bars held)."""
+    """Which tensors pass only on the precision's rounding floor (under the flat bars), the
+    lowest floor among them; or why no floor could be measured (the flat bars held)."""
+    precision = report.precision
     if error:
-        return f"flat bars (no fp16 rounding floor: {error})"
+        return f"flat bars (no {precision} rounding floor: {error})"
     lowered = [d for d in report.diffs if d.passed and d.floor_snr_db is not None
                and not (d.snr_db >= tol.min_snr_db and d.cosine >= tol.min_cosine)]
     if not lowered:
         return ""
     low = min(lowered, key=lambda d: d.floor_snr_db)
-    return (f"{len(lowered)} tensors under the flat {tol.min_snr_db:g} dB pass on fp16's own "
-            f"rounding (the ONNX graph, its weights rounded to fp16, reaches "
-            f"{low.floor_snr_db:.1f} dB at {low.module or low.name}; the file {low.snr_db:.1f})")
+    floor = ("the ONNX graph, its weights rounded to fp16," if precision == "fp16"
+             else "PyTorch in fp32, from its fp64 run,")
+    return (f"{len(lowered)} tensors under the flat {tol.min_snr_db:g} dB pass on "
+            f"{precision}'s own rounding ({floor} reaches {low.floor_snr_db:.1f} dB at "
+            f"{low.module or low.name}; the file {low.snr_db:.1f})")
 
 
 def _precision_cause(report: PairReport, onnx_path: Path, index: GraphIndex) -> str:

@@ -387,9 +387,10 @@ def test_fp16_parity_bars_drop_to_the_rounding_floor_of_the_weights(tmp_path):
     """Where rounding the ONNX graph's weights to fp16 alone leaves a tensor under the flat
     30 dB bar (here ~10 dB, as random-weight regnet_x_400mf's last stage at ~18 dB), the
     TFLite fp16 file is held to that floor less 9.5 dB, and the report says so; an fp32 file
-    keeps its flat bar."""
+    to fp32's own floor where a module's output has one."""
     torch.manual_seed(0)
-    report = _tflite_parity(CancellingNet().eval(), tmp_path, "cancel", fmt="tflite_fp16")
+    net = CancellingNet().eval()
+    report = _tflite_parity(net, tmp_path, "cancel", fmt="tflite_fp16")
     assert report.passed, (report.first_divergent, report.floor)
     sub = {d.name: d for d in report.diffs}["/Sub_output_0"]
     assert sub.snr_db < 20 and sub.floor_snr_db < 20, sub  # under the flat bar, both
@@ -398,5 +399,14 @@ def test_fp16_parity_bars_drop_to_the_rounding_floor_of_the_weights(tmp_path):
         report.floor
     from converters.parity.run import run_parity
 
-    [fp32] = run_parity(tmp_path / "cancel", pairs=(("onnx", "keras"),))
-    assert fp32.floor == "" and all(d.floor_snr_db is None for d in fp32.diffs)
+    # fp32's floor is PyTorch's fp32 run against its fp64 one, at each module's output; the
+    # Sub is no module's, so its flat 80 dB bar holds, and the Keras file's 76.6 dB fails it
+    [fp32] = run_parity(tmp_path / "cancel", pairs=(("onnx", "keras"),), model=net)
+    diffs = {d.name: d for d in fp32.diffs}
+    assert diffs["/a/Conv_output_0"].floor_snr_db > 100, diffs["/a/Conv_output_0"]
+    sub32 = diffs["/Sub_output_0"]
+    assert sub32.floor_snr_db is None and 70 < sub32.snr_db < 80 and not fp32.passed, sub32
+    # an in-memory module parity is not given cannot run in fp64: the flat bars, saying why
+    [flat] = run_parity(tmp_path / "cancel", pairs=(("onnx", "keras"),))
+    assert flat.floor.startswith("flat bars (no fp32 rounding floor: pytorch: UserModelError")
+    assert all(d.floor_snr_db is None for d in flat.diffs)
