@@ -284,7 +284,7 @@ def run_parity(folder: Path, *, pairs: tuple[tuple[str, str], ...] | None = None
                                         inputs.x)
     step = images_per_slice(per_image, n, memory_mb)
     run.spill = per_image / 2**20 * _CAPTURES_HELD > memory_mb  # one image outgrows it
-    if step < n:
+    if step < n and any("pytorch" in pair for pair in run.pairs):
         run.build_reference_once()
     try:
         for start in range(0, n, step):
@@ -330,8 +330,9 @@ class _ParityRun:
                 and bool(self._tolerance(fmt).floor_margin_db))
 
     def build_reference_once(self) -> None:
-        """The PyTorch model, built once for every slice (its failure fails its pairs)."""
-        if self.model is None and any("pytorch" in pair for pair in self.pairs):
+        """The PyTorch model, built once for every slice and fp32's floor (its failure fails
+        its pairs)."""
+        if self.model is None and "pytorch" not in self.failed:
             try:
                 self.model = _rebuild(self.manifest)
             except Exception as exc:  # noqa: BLE001 - reported as the pairs' error
@@ -356,6 +357,8 @@ class _ParityRun:
             state = self.floor_states[precision]
             if precision not in needed or state.error:
                 continue
+            if ref_fmt == "pytorch":
+                self.build_reference_once()
             self._capture_into(captures, ref_fmt, inputs, where)
             if ref_fmt in self.failed:
                 state.error = self.failed[ref_fmt]
@@ -376,10 +379,10 @@ class _ParityRun:
     def _capture_floor(self, fmt: str, inputs: ParityInputs) -> Capture:
         if fmt == "onnx_fp16_weights":
             return capture_onnx(self._rounded_onnx(), inputs.x, fmt)
-        if self.model64 is None:  # the fp32 capture built or was given the model
+        if self.model64 is None:  # the fp32 capture's model, built once or given
             import copy
 
-            self.model64 = copy.deepcopy(self.model or _rebuild(self.manifest)).double()
+            self.model64 = copy.deepcopy(self.model).double()
         return replace(capture_torch(self.model64, inputs.x.astype(np.float64), self.index),
                        format=fmt)
 
