@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -176,6 +178,33 @@ def _capture_or_error(fmt: str, folder: Path, manifest: Manifest, inputs: Parity
 # one it is measured against); ``_ParityRun.measure_floors``
 FLOOR_REFERENCES = {"fp32": ("pytorch", "pytorch_fp64"), "fp16": ("onnx", "onnx_fp16_weights")}
 
+# A parity run's scratch folder in the artifacts' folder, named with its process id
+SCRATCH_PREFIX = ".parity-scratch-"
+
+
+def remove_stale_scratch(folder: Path) -> list[Path]:
+    """Remove the scratch folders in ``folder`` whose parity process is gone (one killed
+    outright, as a sweep's SIGKILL after its grace period, removes nothing: efficientnet_b7's
+    left its 267 MB rounded ONNX file); those removed."""
+    removed = []
+    for path in folder.glob(f"{SCRATCH_PREFIX}*"):
+        pid = path.name[len(SCRATCH_PREFIX):].partition("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 # What parity holds per image, in multiples of one capture: the reference's capture, the
 # test's, and the runtime's own copy of the test's while it is read out.
 _CAPTURES_HELD = 3
@@ -274,6 +303,7 @@ def run_parity(folder: Path, *, pairs: tuple[tuple[str, str], ...] | None = None
     held in memory-mapped files (``spill``).
     """
     manifest = load_manifest(folder)
+    remove_stale_scratch(folder)
     inputs = inputs or parity_inputs(manifest)
     run = _ParityRun(folder, manifest, index_graph(folder / manifest.artifact("onnx").path),
                      default_pairs() if pairs is None else pairs, policy or DEFAULT_POLICY,
@@ -404,7 +434,8 @@ class _ParityRun:
         if self.scratch is None:
             import tempfile
 
-            self.scratch = tempfile.TemporaryDirectory(prefix="parity-")
+            self.scratch = tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-",
+                                                       dir=self.folder)
         return Path(self.scratch.name)
 
     def _held(self, capture: Capture) -> Capture:

@@ -439,3 +439,29 @@ def test_pair_report_never_skips_a_nan_layer(capsys):
     print_summary([only_nan])
     out = capsys.readouterr().out
     assert "non-finite values" in out and out.count("non-finite") >= 2  # and worst SNR
+
+
+def test_a_killed_runs_scratch_folder_is_removed_by_the_next_run(converted, tmp_path):
+    """Parity's scratch folder (the rounded ONNX file, spilled captures) lives in the
+    artifacts' folder under its process id; one whose process is gone (killed outright) is
+    removed by the next run, a live process's is left alone, and a run leaves none."""
+    import os
+    import subprocess
+    import sys
+
+    from converters.parity.run import SCRATCH_PREFIX
+
+    folder, _ = converted
+    copy = tmp_path / folder.name
+    shutil.copytree(folder, copy)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    stale = copy / f"{SCRATCH_PREFIX}{gone}-abc"
+    stale.mkdir()
+    (stale / "fp16_weights.onnx").write_bytes(b"x" * 1000)
+    live = copy / f"{SCRATCH_PREFIX}{os.getpid()}-def"
+    live.mkdir()
+    [report] = run_parity(copy, pairs=(("onnx", "tflite_fp16"),))
+    assert report.passed and report.floor is not None  # the floor's rounded file was made
+    assert not stale.exists() and live.is_dir()
+    assert sorted(p.name for p in copy.glob(f"{SCRATCH_PREFIX}*")) == [live.name]
