@@ -70,7 +70,7 @@ def test_manifest_written_with_plain_dicts_loads_typed_and_writes_back_the_same(
     assert data["weights"] == dict(old["weights"], recipe="")  # no recipe: an older one
     # the same row, saying it was not measured against PyTorch's fp64 run (null)
     assert data["agreement"] == [dict(old["agreement"][0], max_abs_err_exact=None,
-                                      rounding_floor=None)]
+                                      rounding_floor=None, n_decided=None, top1_decided=None)]
     assert json.dumps(data, allow_nan=False)  # NaN statistics are written as null again
 
 
