@@ -289,7 +289,7 @@ def staged_folder(final: Path) -> Iterator[Path]:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """Whether ``pid`` may still write: a zombie (killed, not yet reaped by its new parent,
     as a lost Ray worker's conversion is until the raylet reaps it) no longer can."""
     try:
@@ -316,7 +316,7 @@ def remove_stale_stages(final: Path) -> list[Path]:
     for kind in ("partial", "old"):
         for stage in final.parent.glob(f".{final.name}.{kind}-*"):
             pid = stage.name.rpartition("-")[2]
-            if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
                 shutil.rmtree(stage, ignore_errors=True)
                 removed.append(stage)
     return removed

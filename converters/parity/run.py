@@ -15,7 +15,7 @@ import numpy as np
 
 from converters.errors import error_line
 from converters.formats import get_format
-from converters.manifest import Manifest, load_manifest
+from converters.manifest import Manifest, load_manifest, pid_alive
 from converters.parity.capture import (Capture, capture_keras, capture_keras_saved_model,
                                        capture_onnx, capture_tf, capture_tflite,
                                        capture_torch, folded_readers, spill)
@@ -189,20 +189,10 @@ def remove_stale_scratch(folder: Path) -> list[Path]:
     removed = []
     for path in folder.glob(f"{SCRATCH_PREFIX}*"):
         pid = path.name[len(SCRATCH_PREFIX):].partition("-")[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 # What parity holds per image, in multiples of one capture: the reference's capture, the
