@@ -16,10 +16,19 @@ def pytest_configure(config) -> None:
     from converters.tf_compat import preload_triton
 
     preload_triton()
-    # Quick test runs must not feed the machine's cached GEMM peak (bench/latency/peak_cache).
+    # Quick test runs must not feed the machine's cached GEMM peak (bench/latency/peak_cache);
+    # their own cache goes when the session ends.
     import tempfile
 
-    os.environ["MODELZOO_PEAK_CACHE"] = tempfile.mkdtemp(prefix="modelzoo-peak-")
+    config._peak_cache = tempfile.mkdtemp(prefix="modelzoo-peak-")
+    os.environ["MODELZOO_PEAK_CACHE"] = config._peak_cache
+
+
+def pytest_unconfigure(config) -> None:
+    import shutil
+
+    if getattr(config, "_peak_cache", None):
+        shutil.rmtree(config._peak_cache, ignore_errors=True)
 
 
 @pytest.fixture

@@ -142,3 +142,49 @@ def test_no_fp16_floor_where_the_weights_leave_fp16s_range():
     assert reference.floors["fp32"] >= reference.torch_gap  # the larger of two fp32 paths
     tol = compare_logits("tflite_fp16", "fp16", ref, ref, exact=reference).tolerance
     assert tol == pytest.approx(5e-2 + 2e-2 * np.abs(ref).max())
+
+
+def test_sequential_sums_sum_means_one_value_after_another_in_fp32():
+    """1 then 9,999 values of 1e-8: summed in order, fp32 drops every small one (as ONNX
+    Runtime's NCHWc GlobalAveragePool does); PyTorch's pairwise sum keeps them. Pools that
+    are not global, and other dtypes, are PyTorch's own."""
+    import torch.nn.functional as F
+
+    from converters.agreement import sequential_sums
+
+    x = torch.full((1, 2, 100, 100), 1e-8)
+    x[:, :, 0, 0] = 1.0
+    exact = (1 + 9999e-8) / 1e4
+    with torch.inference_mode():
+        assert float(x.mean()) == pytest.approx(exact, rel=1e-6)
+        with sequential_sums():
+            outs = [F.adaptive_avg_pool2d(x, 1), torch.nn.AdaptiveAvgPool2d((1, 1))(x),
+                    x.mean((2, 3), keepdim=True), torch.mean(x, dim=(-2, -1), keepdim=True)]
+            flat, total = x.mean(dim=(2, 3)), x.mean()
+            local, wide = F.adaptive_avg_pool2d(x, 2), x.double().mean((2, 3))
+        assert all(o.shape == (1, 2, 1, 1) for o in outs)
+        assert flat.shape == (1, 2) and total.shape == ()
+        for o in [*outs, flat, total]:
+            assert (o == np.float32(1e-4)).all(), o  # the 9,999 small values lost
+        assert torch.equal(local, F.adaptive_avg_pool2d(x, 2))
+        assert float(wide[0, 0]) == pytest.approx(exact, rel=1e-12)
+
+
+def test_the_fp32_floor_covers_means_summed_in_order():
+    """A global pool over 10,000 values whose small ones only a pairwise sum keeps, then a
+    head that amplifies the difference: the fp32 floor is the sequential sum's distance."""
+    model = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                torch.nn.Linear(2, 2)).eval()
+    with torch.no_grad():
+        model[2].weight.copy_(torch.tensor([[1e4, 0.0], [0.0, -1e4]]))
+        model[2].bias.copy_(torch.tensor([-1.0, 1.0]))
+    x = np.full((1, 2, 100, 100), 1e-8, np.float32)
+    x[:, :, 0, 0] = 1.0
+    with torch.inference_mode():
+        ref = model(torch.from_numpy(x)).numpy()
+    from converters.agreement import exact_reference
+
+    reference = exact_reference(model, x, ref, ("fp32",))
+    # exact logits +-9999e-8 * 1e4 / 1e4 = +-1e-4 away from what fp32 summed in order gives
+    assert reference.torch_gap < 1e-5
+    assert reference.floors["fp32"] == pytest.approx(9999e-8, rel=1e-2)
