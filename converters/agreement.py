@@ -185,7 +185,8 @@ def sequential_sums():
         def __torch_function__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
             x = args[0] if args else None
-            if isinstance(x, torch.Tensor) and x.dtype == torch.float32 and x.ndim > 0:
+            if (isinstance(x, torch.Tensor) and x.dtype == torch.float32 and x.ndim > 0
+                    and x.device.type == "cpu"):
                 if func is F.adaptive_avg_pool2d and global_pool(
                         args[1] if len(args) > 1 else kwargs.get("output_size")):
                     return _sequential_mean(x, (-2, -1), keepdim=True)
@@ -194,7 +195,8 @@ def sequential_sums():
                     dim = range(x.ndim) if dim is None else ([dim] if isinstance(dim, int)
                                                             else dim)
                     keepdim = args[2] if len(args) > 2 else kwargs.get("keepdim", False)
-                    return _sequential_mean(x, dim, bool(keepdim))
+                    if all(isinstance(d, int) for d in dim):  # not named dimensions
+                        return _sequential_mean(x, dim, bool(keepdim))
             return func(*args, **kwargs)
 
     return SequentialSums()
