@@ -312,11 +312,19 @@ def remove_stale_stages(final: Path) -> list[Path]:
     itself; the next run for the same folder does. A live PID's stage is left alone:
     another conversion may be writing it right now.
     """
+    stages = (stage for kind in ("partial", "old")
+              for stage in final.parent.glob(f".{final.name}.{kind}-*"))
+    return remove_orphans(stages, lambda stage: stage.name.rpartition("-")[2])
+
+
+def remove_orphans(folders: Iterable[Path], pid_of: Callable[[Path], str]) -> list[Path]:
+    """Remove each of ``folders`` whose owning process (``pid_of`` its path: digits, or
+    anything else for a folder no process owns) is gone; those removed. A live process's
+    folder, this one's included, is left alone."""
     removed = []
-    for kind in ("partial", "old"):
-        for stage in final.parent.glob(f".{final.name}.{kind}-*"):
-            pid = stage.name.rpartition("-")[2]
-            if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
-                shutil.rmtree(stage, ignore_errors=True)
-                removed.append(stage)
+    for folder in folders:
+        pid = pid_of(folder)
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
     return removed

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +14,7 @@ import numpy as np
 
 from converters.errors import error_line
 from converters.formats import get_format
-from converters.manifest import Manifest, load_manifest, pid_alive
+from converters.manifest import Manifest, load_manifest, remove_orphans
 from converters.parity.capture import (Capture, capture_keras, capture_keras_saved_model,
                                        capture_onnx, capture_tf, capture_tflite,
                                        capture_torch, folded_readers, spill)
@@ -186,13 +185,8 @@ def remove_stale_scratch(folder: Path) -> list[Path]:
     """Remove the scratch folders in ``folder`` whose parity process is gone (one killed
     outright, as a sweep's SIGKILL after its grace period, removes nothing: efficientnet_b7's
     left its 267 MB rounded ONNX file); those removed."""
-    removed = []
-    for path in folder.glob(f"{SCRATCH_PREFIX}*"):
-        pid = path.name[len(SCRATCH_PREFIX):].partition("-")[0]
-        if pid.isdigit() and not pid_alive(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
-    return removed
+    return remove_orphans(folder.glob(f"{SCRATCH_PREFIX}*"),
+                          lambda path: path.name[len(SCRATCH_PREFIX):].partition("-")[0])
 
 
 # What parity holds per image, in multiples of one capture: the reference's capture, the

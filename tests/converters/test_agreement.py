@@ -173,6 +173,8 @@ def test_sequential_sums_sum_means_one_value_after_another_in_fp32():
 def test_the_fp32_floor_covers_means_summed_in_order():
     """A global pool over 10,000 values whose small ones only a pairwise sum keeps, then a
     head that amplifies the difference: the fp32 floor is the sequential sum's distance."""
+    from converters.agreement import exact_reference
+
     model = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
                                 torch.nn.Linear(2, 2)).eval()
     with torch.no_grad():
@@ -182,8 +184,6 @@ def test_the_fp32_floor_covers_means_summed_in_order():
     x[:, :, 0, 0] = 1.0
     with torch.inference_mode():
         ref = model(torch.from_numpy(x)).numpy()
-    from converters.agreement import exact_reference
-
     reference = exact_reference(model, x, ref, ("fp32",))
     # exact logits +-9999e-8 * 1e4 / 1e4 = +-1e-4 away from what fp32 summed in order gives
     assert reference.torch_gap < 1e-5
