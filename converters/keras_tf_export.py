@@ -17,7 +17,7 @@ from pathlib import Path
 
 from converters.formats import get_format
 from converters.onnx_export import INPUT_NAME, OUTPUT_NAME
-from converters.tf_export import TENSOR_MAP, ConversionError, TfArtifacts
+from converters.tf_export import TENSOR_MAP, ConversionError, TfArtifacts, keep_fp32_weights
 
 CONVERTER = "keras"
 
@@ -43,10 +43,11 @@ def export_tf_from_keras(keras_path: Path, out_dir: Path, *, stem: str) -> TfArt
 
         raise ConversionError(f"Keras export of {keras_path.name} failed: {error_line(exc)}"
                               ) from None
+    kept = keep_fp32_weights(fp32, fp16)
     layers = json.loads(layer_map_path(keras_path).read_text())["tensors"]
     map_path = out_dir / TENSOR_MAP
     map_path.write_text(json.dumps(tensor_map_from_keras(layers), indent=1) + "\n")
-    return TfArtifacts(saved_model, fp32, fp16, map_path, converter=CONVERTER)
+    return TfArtifacts(saved_model, fp32, fp16, map_path, converter=CONVERTER, fp32_kept=kept)
 
 
 def export_saved_model(model, path: Path) -> Path:

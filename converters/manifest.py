@@ -41,6 +41,9 @@ class ArtifactRecord:
     converter: str = ""
     # how an int8 artifact was quantized and on which photos (calibration hash, digests)
     quantization: Quantization | None = None
+    # a TFLite fp16 file's weights that float16 cannot hold, kept in float32, one line each
+    # (``converters.tflite_fp16``); None: written before that check, so converted again
+    fp32_kept: list[str] | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ArtifactRecord":
@@ -163,7 +166,8 @@ def file_record(folder: Path, path: Path) -> FileRecord:
     return FileRecord(str(path.relative_to(folder)), size, digest, mtime)
 
 
-def artifact_record(folder: Path, fmt: str, path: Path, converter: str) -> ArtifactRecord:
+def artifact_record(folder: Path, fmt: str, path: Path, converter: str, *,
+                    fp32_kept: list[str] | None = None) -> ArtifactRecord:
     """The manifest record of artifact ``path`` (inside ``folder``) of format ``fmt``; its
     layout and precision come from the format registry."""
     from converters.formats import get_format
@@ -173,7 +177,7 @@ def artifact_record(folder: Path, fmt: str, path: Path, converter: str) -> Artif
     f = file_record(folder, path)
     perm = list(NCHW_TO_NHWC) if spec.layout == "NHWC" else None
     return ArtifactRecord(fmt, f.path, spec.layout, spec.precision, perm, f.size_bytes,
-                          f.sha256, f.mtime_ns, converter)
+                          f.sha256, f.mtime_ns, converter, fp32_kept=fp32_kept)
 
 
 @dataclass(frozen=True)

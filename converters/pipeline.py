@@ -22,6 +22,7 @@ from converters.quantize import QuantizeOptions
 from converters.runners import RunnerSpec, make_runner
 from converters.terminal import Status, no_status
 from converters.tolerance import DEFAULT_POLICY, TolerancePolicy
+from converters.tflite_fp16 import kept_note
 from converters.model_input import ModelLike, describe, resolve_model
 from zoo.build import recipe_mismatch
 from zoo.data import SamplePhotos, sample_photos
@@ -40,6 +41,9 @@ class ConvertOptions:
     formats: tuple[str, ...] = field(default_factory=default_formats)
     int8: QuantizeOptions = QuantizeOptions()  # how ``onnx_int8`` is calibrated, when asked
     tf_converter: str = "auto"  # SavedModel/TFLite by onnx2tf, else Keras (converters.tf_step)
+    # onnx2tf's TFLite fp16 with the weights float16 cannot hold put back in float32
+    # (converters.tflite_fp16); False only for the sweep's onnx2tf-alone baseline
+    fp16_keep_fp32: bool = True
 
 
 class _Timer:
@@ -115,7 +119,7 @@ def convert_model(model: ModelLike, opts: ConvertOptions = ConvertOptions(),
         for record in _convert_steps(stage, entry.slug, model, shape, photos, opts.formats,
                                      timer, log, prep=prep,
                                      int8=opts.int8, tf_converter=opts.tf_converter,
-                                     notes=manifest.notes):
+                                     keep_fp32=opts.fp16_keep_fp32, notes=manifest.notes):
             manifest.artifacts.append(record)
         manifest.step_seconds = timer.seconds
         with timer.step("agreement", f"agreement: every artifact vs PyTorch on "
@@ -126,6 +130,10 @@ def convert_model(model: ModelLike, opts: ConvertOptions = ConvertOptions(),
                                                       timer, log)
         agreement += _tflite_int8_of_shipped(stage, manifest, opts, model, photos, timer, log)
         manifest.agreement = agreement
+        for record in manifest.artifacts:
+            if record.fp32_kept:
+                manifest.notes.append(kept_note(record.format, record.fp32_kept))
+                log(f"  {manifest.notes[-1]}")
         manifest.side_files = [file_record(stage, stage / p) for p in parity_side_files(manifest)
                                if (stage / p).exists()]
         manifest.write(stage)
@@ -135,7 +143,7 @@ def convert_model(model: ModelLike, opts: ConvertOptions = ConvertOptions(),
 def _convert_steps(stage: Path, name: str, model, shape, photos: SamplePhotos,
                    formats: tuple[str, ...], timer: _Timer, log: Callable[[str], None],
                    *, prep: Preprocessing, int8: QuantizeOptions = QuantizeOptions(),
-                   tf_converter: str = "auto",
+                   tf_converter: str = "auto", keep_fp32: bool = True,
                    notes: list[str] | None = None) -> Iterator[ArtifactRecord]:
     onnx_path = stage / f"{name}.onnx"
     with timer.step("onnx", "ONNX export (torch.onnx, opset 17)"):
@@ -151,7 +159,8 @@ def _convert_steps(stage: Path, name: str, model, shape, photos: SamplePhotos,
         from converters.tf_step import run_tf_step
 
         tf = run_tf_step(onnx_path, stage, converter=tf_converter, keras_path=keras.path,
-                         calibration_images=photos.images, step=timer.step)
+                         calibration_images=photos.images, step=timer.step,
+                         keep_fp32=keep_fp32)
         step = "onnx2tf" if tf.records[0].converter == "onnx2tf" else "keras_tf"
         log(f"  {step:13s} {timer.seconds[step]:6.1f} s  "
             + ", ".join(Path(r.path).name for r in tf.records))
@@ -291,10 +300,16 @@ def check_existing(folder: Path, weights_spec: str, *, full: bool = False) -> Ex
         return Existing(False, [unreadable_manifest(folder)])
     listed = {a.format for a in manifest.artifacts}
     if (manifest.weights.spec != weights_spec or recipe_mismatch(manifest.weights)
-            or not set(default_formats()) <= listed):
+            or not set(default_formats()) <= listed or _fp16_unchecked(manifest)):
         return Existing(False, [])
     return Existing(True, verify_artifacts(folder, manifest, required=parity_side_files(manifest),
                                            full=full))
+
+
+def _fp16_unchecked(manifest: Manifest) -> bool:
+    """A TFLite fp16 file made before its weights were checked against what float16 can
+    hold (``converters.tflite_fp16``): it may have lost some; converted again."""
+    return any(a.format == "tflite_fp16" and a.fp32_kept is None for a in manifest.artifacts)
 
 
 def is_complete(folder: Path, weights_spec: str) -> bool:

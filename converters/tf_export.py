@@ -30,6 +30,21 @@ class TfArtifacts:
     tflite_fp16: Path
     tensor_map: Path  # ONNX tensor name -> TF layer name and layout permutation
     converter: str = "onnx2tf"  # or "keras": exported from the Keras artifact
+    # the fp16 file's weights kept in float32 (``converters.tflite_fp16``), one line each;
+    # None: not checked (onnx2tf's file as it wrote it)
+    fp32_kept: list[str] | None = None
+
+
+def keep_fp32_weights(fp32: Path, fp16: Path) -> list[str]:
+    """``converters.tflite_fp16.keep_fp32_where_fp16_fails``, its ValueError a
+    ConversionError: the fp16 file is not the fp32 file's graph, so it cannot be checked."""
+    from converters.tflite_fp16 import keep_fp32_where_fp16_fails
+
+    try:
+        return keep_fp32_where_fp16_fails(fp32, fp16)
+    except ValueError as exc:
+        raise ConversionError(f"{fp16.name} cannot be checked for weights float16 cannot "
+                              f"hold: {exc}") from None
 
 
 @contextlib.contextmanager
@@ -202,9 +217,10 @@ def _edge_pad_max_pools(path: Path) -> list[str]:
     return added
 
 
-def convert_onnx_to_tf(onnx_path: Path, out_dir: Path, *, calibration_images: Sequence[np.ndarray]
-                       ) -> TfArtifacts:
-    """Write ``saved_model/``, ``<stem>_float32.tflite`` and ``<stem>_float16.tflite`` to ``out_dir``."""
+def convert_onnx_to_tf(onnx_path: Path, out_dir: Path, *, calibration_images: Sequence[np.ndarray],
+                       keep_fp32: bool = True) -> TfArtifacts:
+    """Write ``saved_model/``, ``<stem>_float32.tflite`` and ``<stem>_float16.tflite`` to
+    ``out_dir``; ``keep_fp32``: with the weights float16 cannot hold back in float32."""
     work = out_dir / "onnx2tf"
     _, tensor_map = _run_onnx2tf(onnx_path, work, calibration_images, save=True)
     stem = onnx_path.stem
@@ -218,9 +234,10 @@ def convert_onnx_to_tf(onnx_path: Path, out_dir: Path, *, calibration_images: Se
     shutil.move(str(work / fp32.name), str(fp32))
     shutil.move(str(work / fp16.name), str(fp16))
     shutil.rmtree(work)
+    kept = keep_fp32_weights(fp32, fp16) if keep_fp32 else None
     map_path = out_dir / TENSOR_MAP
     map_path.write_text(json.dumps(tensor_map, indent=1) + "\n")
-    return TfArtifacts(saved_model, fp32, fp16, map_path)
+    return TfArtifacts(saved_model, fp32, fp16, map_path, fp32_kept=kept)
 
 
 def build_tf_keras_graph(onnx_path: Path, work: Path, calibration_images: Sequence[np.ndarray]

@@ -36,7 +36,8 @@ class TfStep:
 def records_of(folder: Path, tf: TfArtifacts) -> list["ArtifactRecord"]:
     paths = {"tf_savedmodel": tf.saved_model, "tflite_fp32": tf.tflite_fp32,
              "tflite_fp16": tf.tflite_fp16}
-    return [artifact_record(folder, fmt, paths[fmt], tf.converter)
+    return [artifact_record(folder, fmt, paths[fmt], tf.converter,
+                            fp32_kept=tf.fp32_kept if fmt == "tflite_fp16" else None)
             for fmt in formats_of_step("tf")]
 
 
@@ -44,10 +45,13 @@ Step = Callable[[str, str], ContextManager[None]]  # (timer key, text shown) aro
 
 
 def run_tf_step(onnx_path: Path, stage: Path, *, converter: str, keras_path: Callable[[], Path],
-                calibration_images: Sequence["np.ndarray"], step: Step) -> TfStep:
+                calibration_images: Sequence["np.ndarray"], step: Step,
+                keep_fp32: bool = True) -> TfStep:
     """SavedModel + TFLite fp32/fp16 in ``stage`` by ``converter`` (``auto``: onnx2tf, and
     the Keras model's export when onnx2tf raises). ``keras_path()`` builds the ``.keras``
-    artifact when it is not there yet."""
+    artifact when it is not there yet. ``keep_fp32``: onnx2tf's fp16 file gets the weights
+    float16 cannot hold back in float32 (``converters.tflite_fp16``; the Keras export's
+    always does)."""
     from converters.tf_export import convert_onnx_to_tf
 
     check_converter(converter)
@@ -55,7 +59,8 @@ def run_tf_step(onnx_path: Path, stage: Path, *, converter: str, keras_path: Cal
     if converter != "keras":
         try:
             with step("onnx2tf", "onnx2tf: SavedModel, TFLite fp32/fp16"):
-                tf = convert_onnx_to_tf(onnx_path, stage, calibration_images=calibration_images)
+                tf = convert_onnx_to_tf(onnx_path, stage, calibration_images=calibration_images,
+                                        keep_fp32=keep_fp32)
             return TfStep(records_of(stage, tf))
         except ConversionError as exc:
             if converter == "onnx2tf":
@@ -120,7 +125,7 @@ def replace_if_disagreeing(stage: Path, manifest: "Manifest", agreement: list["A
         ours = check(trial, dataclasses.replace(manifest, artifacts=trial_records))
         if _passed(ours, tf_formats) <= _passed(agreement, tf_formats):
             return agreement, f"{what}; the Keras export does no better: onnx2tf's kept"
-        records = _move_in(trial, stage, tf_formats, stem)
+        records = _move_in(trial, stage, trial_records, stem)
     finally:
         shutil.rmtree(trial, ignore_errors=True)
     manifest.artifacts = [records.get(a.format, a) for a in manifest.artifacts]
@@ -147,16 +152,17 @@ def _why(a: "Agreement") -> str:
     return f"max |err| {a.checked_err:.2e} > {a.tolerance:.1e}, top-1 {top1_text(a)}"
 
 
-def _move_in(trial: Path, stage: Path, formats: Sequence[str], stem: str
+def _move_in(trial: Path, stage: Path, records: Sequence["ArtifactRecord"], stem: str
              ) -> dict[str, "ArtifactRecord"]:
     """Move the trial's files over onnx2tf's; their records, relative to ``stage``."""
     moved = {}
-    for fmt in formats:
+    for record in records:
+        fmt = record.format
         name = get_format(fmt).path_for(stem)
         target = stage / name
         if target.is_dir():
             shutil.rmtree(target)
         shutil.move(str(trial / name), str(target))
-        moved[fmt] = artifact_record(stage, fmt, target, "keras")
+        moved[fmt] = artifact_record(stage, fmt, target, "keras", fp32_kept=record.fp32_kept)
     shutil.move(str(trial / TENSOR_MAP), str(stage / TENSOR_MAP))
     return moved

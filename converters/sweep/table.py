@@ -17,7 +17,7 @@ from zoo.build import RANDOM_RECIPE
 
 PATH_COLUMNS = ("converter", "converted", "ran", "agreed", "max_abs_err", "top1", "parity",
                 "first_divergent", "parity_note", "step_s", "convert_s", "peak_rss_mb",
-                "error", "torch_floor", "logits_max")
+                "error", "torch_floor", "logits_max", "fp32_kept")
 # PyTorch's own fp32 run this far from its fp64 logits, as a share of the largest |logit|,
 # marks a model that amplifies round-off (random-weight efficientnet_b1: 143 of 1913, 7%;
 # efficientnet_b0: 0.27 of 350, 0.08%): a failing row then says so

@@ -45,6 +45,8 @@ class FormatResult:
     # (random weights, typically) amplifies round-off, whichever runtime runs it
     torch_floor: float | None = None
     logits_max: float | None = None
+    # TFLite fp16: weights kept in float32, as float16 cannot hold them (converters.tflite_fp16)
+    fp32_kept: int | None = None
 
 
 @dataclass
@@ -116,7 +118,8 @@ def run_path(model: str, path: str, *, weights: str, out: Path,
     _reset_peak()
     t0 = time.perf_counter()
     opts = ConvertOptions(weights=weights, out_root=out / path, formats=formats,
-                          tf_converter="auto" if path == "tool" else "onnx2tf")
+                          tf_converter="auto" if path == "tool" else "onnx2tf",
+                          fp16_keep_fp32=path == "tool")
     try:
         manifest = convert_model(model_ref(model, weights), opts,
                                  log=lambda s: print(s, file=sys.stderr))
@@ -155,6 +158,7 @@ def _fill_conversion(result: PathResult, manifest) -> None:
     for rec in manifest.artifacts:
         f = result.formats.setdefault(rec.format, FormatResult(rec.format))
         f.converted, f.converter = True, rec.converter
+        f.fp32_kept = None if rec.fp32_kept is None else len(rec.fp32_kept)
         step = step_of.get(rec.format, "onnx2tf" if rec.converter == "onnx2tf" else "keras_tf")
         f.step_s = manifest.step_seconds.get(step)
     for a in manifest.agreement:
@@ -198,7 +202,9 @@ def sweep_model(model: str, *, weights: str, out: Path) -> list[dict[str, Any]]:
     tool = run_path(model, "tool", weights=weights, out=out)
     tf_by_onnx2tf = all(tool.formats[f].converter == "onnx2tf"
                         for f in path_formats("onnx2tf") if f != "onnx")
-    if tf_by_onnx2tf and not tool.error:
+    # the tool's fp16 file with weights put back in float32 is not onnx2tf's alone
+    kept = tool.formats.get("tflite_fp16", FormatResult("tflite_fp16")).fp32_kept
+    if tf_by_onnx2tf and not kept and not tool.error:
         alone = PathResult("onnx2tf", tool.seconds, tool.peak_rss_mb, shared=True,
                            formats={f: tool.formats[f] for f in path_formats("onnx2tf")})
     else:
