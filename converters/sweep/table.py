@@ -34,11 +34,14 @@ def ok(row: dict[str, Any], prefix: str = "") -> bool:
 
 
 def verdict(row: dict[str, Any] | None, prefix: str = "") -> str:
-    """One cell: ok, or the first check that failed (and the converter when not onnx2tf)."""
+    """One cell: ok, or the first check that failed (and the converter when not onnx2tf, and
+    how many weights a TFLite fp16 file keeps in float32)."""
     if row is None or prefix + "converted" not in row:
         return "-"
     g = lambda k: row.get(prefix + k)  # noqa: E731
-    mark = " (keras)" if g("converter") == "keras" and row["format"] != "keras" else ""
+    marks = ["keras"] if g("converter") == "keras" and row["format"] != "keras" else []
+    marks += [f"{g('fp32_kept')} weights fp32"] if g("fp32_kept") else []
+    mark = f" ({'; '.join(marks)})" if marks else ""
     if not g("converted"):
         return "not converted"
     if not g("ran"):
@@ -164,7 +167,10 @@ def write_md(records: Sequence[dict[str, Any]], path: Path, env: dict[str, Any],
               f"{pct(alone)}.** The tool's formats are {', '.join(TOOL_FORMATS)} "
               "(SavedModel/TFLite by onnx2tf, or by the Keras model's own export where "
               "onnx2tf fails or disagrees: marked (keras)); onnx2tf alone makes ONNX, "
-              "SavedModel and TFLite fp32/fp16 (its ONNX cell is the tool's).\n\n"
+              "SavedModel and TFLite fp32/fp16 (its ONNX cell is the tool's). "
+              "*(N weights fp32)*: the tool's TFLite fp16 file keeps N weight tensors in "
+              "float32, as float16 cannot hold them (README: TFLite fp16); onnx2tf alone "
+              "keeps none.\n\n"
               "Cells: ok, or the first check that fails; a file's per-layer bars drop to "
               "its precision's rounding floor where that is lower (fp16: the ONNX graph's "
               "own with its weights rounded to fp16, less 9.5 dB, under 30 dB; fp32: "

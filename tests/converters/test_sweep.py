@@ -178,6 +178,8 @@ def test_verdicts_and_coverage_of_failing_rows():
     rows[4] |= {"parity": "FAIL", "first_divergent": "blocks.0 (MatMul)"}
     assert verdict(rows[1]) == "ok (keras)" and verdict(rows[1], "o2t_") == "not converted"
     assert verdict(rows[4]) == "parity FAIL"
+    assert verdict(dict(rows[3], converter="keras", fp32_kept=11)) == "ok (keras; 11 weights fp32)"
+    assert verdict(dict(rows[3], fp32_kept=0)) == "ok"
     assert verdict(dict(good, agreed=False, max_abs_err=0.5, top1=0.75)) == (
         "disagrees 5.0e-01, top-1 75%")
     assert coverage(rows) == (0, 0, 1)
@@ -267,3 +269,29 @@ def test_rows_of_random_weights_under_an_older_recipe_say_so(tmp_path):
     env = environment(with_gpu=False)
     assert legend in write_md([now, before], tmp_path / "a.md", env, "torchvision").read_text()
     assert legend not in write_md([now, real], tmp_path / "b.md", env, "torchvision").read_text()
+
+
+@pytest.mark.parametrize("kept, shared", [(0, True), (3, False)])
+def test_onnx2tf_alone_is_redone_where_the_tools_fp16_file_kept_weights_in_fp32(
+        monkeypatch, kept, shared):
+    """The tool's files are onnx2tf's and stand for onnx2tf alone, unless the tool put
+    weights of the fp16 file back in float32: onnx2tf alone did not."""
+    from converters.sweep import worker
+
+    calls = []
+
+    def run_path(model, path, *, weights, out, formats=None):
+        calls.append(path)
+        formats = {f: worker.FormatResult(f, converter="onnx2tf" if f != "onnx" else
+                                          "torch.onnx", converted=True)
+                   for f in worker.path_formats(path)}
+        formats["tflite_fp16"].fp32_kept = kept if path == "tool" else None
+        return worker.PathResult(path, formats=formats)
+
+    monkeypatch.setattr(worker, "run_path", run_path)
+    monkeypatch.setattr(worker, "params_m", lambda model, weights: 1.0)
+    rows = worker.sweep_model("m", weights="random", out=Path("unused"))
+    assert calls == (["tool"] if shared else ["tool", "onnx2tf"])
+    assert all(r["o2t_shared"] is shared for r in rows)
+    fp16 = next(r for r in rows if r["format"] == "tflite_fp16")
+    assert (fp16["fp32_kept"], fp16["o2t_fp32_kept"]) == (kept, kept if shared else None)

@@ -77,6 +77,20 @@ def test_random_weights_of_an_older_recipe_are_converted_again_not_rebuilt(out_r
         _rebuild(manifest)
 
 
+def test_a_tflite_fp16_file_from_before_its_weights_were_checked_is_converted_again(
+        converted, out_root):
+    folder = out_root / MODEL
+    spec = load_manifest(folder).weights.spec
+    assert load_manifest(folder).artifact("tflite_fp16").fp32_kept == []  # checked, none kept
+    path = folder / "manifest.json"
+    data = json.loads(path.read_text())
+    for record in data["artifacts"]:
+        record.pop("fp32_kept", None)  # as manifests from before the check
+    path.write_text(json.dumps(data))
+    existing = check_existing(folder, spec)
+    assert not existing.complete and not existing.damage
+
+
 def test_parity_cli_refuses_a_damaged_artifact(out_root):
     onnx_path = out_root / MODEL / f"{MODEL}.onnx"
     corrupt_middle(onnx_path)
