@@ -232,21 +232,27 @@ class BatchBroadcast(keras.layers.Layer):
 
 @_register
 class PadAxes(keras.layers.Layer):
-    """Constant padding of any Keras axes but the first (``F.pad`` on channels-last tokens)."""
+    """Padding of any Keras axes but the first (``F.pad`` on channels-last tokens): with
+    ``value`` (``mode="constant"``), or mirrored without the edge (``"reflect"``)."""
 
-    def __init__(self, pads: list[list[int]], value: float = 0.0, **kwargs: Any) -> None:
+    def __init__(self, pads: list[list[int]], value: float = 0.0, mode: str = "constant",
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.pads = [_ints(p) for p in pads]
         self.value = float(value)
+        self.mode = mode
 
     def call(self, x: Any) -> Any:
+        if self.mode == "reflect":
+            return ops.pad(x, self.pads, mode="reflect")
         return ops.pad(x, self.pads, constant_values=self.value)
 
     def compute_output_shape(self, shape: tuple) -> tuple:
         return tuple(None if d is None else d + lo + hi for d, (lo, hi) in zip(shape, self.pads))
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "pads": self.pads, "value": self.value}
+        return {**super().get_config(), "pads": self.pads, "value": self.value,
+                "mode": self.mode}
 
 
 TENSOR_LAYERS = (BatchReshape, MatMul, Binary, Einsum, Unary, BroadcastTo, Tile, Where, Cast,

@@ -89,12 +89,14 @@ class DepthwiseNet(nn.Module):
 
 
 class PoolNet(nn.Module):
-    """ceil_mode max/avg pools on odd sizes, count_include_pad both ways, asymmetric ZeroPad2d."""
+    """ceil_mode max/avg pools on odd sizes, count_include_pad both ways, asymmetric ZeroPad2d
+    and ReflectionPad2d (TResNet's anti-aliasing pads so)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 3), nn.MaxPool2d(3, 2, ceil_mode=True),
+            nn.Conv2d(3, 8, 3), nn.ReflectionPad2d((1, 2, 0, 1)),
+            nn.MaxPool2d(3, 2, ceil_mode=True),
             nn.AvgPool2d(3, 2, padding=1, ceil_mode=True),
             nn.AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False),
             nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(8, 8, 3, stride=2), nn.ReLU(),

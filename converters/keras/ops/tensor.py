@@ -136,12 +136,15 @@ def squeeze(ctx: BuildContext, node: Node) -> None:
     ctx.emit(node, layer, x.tensor, after_removing(x.perm, axes))
 
 
-@register("Pad", note="constant; any axes but the batch")
+@register("Pad", note="constant or reflect; any axes but the batch")
 def pad(ctx: BuildContext, node: Node) -> None:
-    """Constant padding: ZeroPadding2D for H/W of NCHW (``nn.ZeroPad2d``), else ``PadAxes``."""
+    """Constant padding: ZeroPadding2D for H/W of NCHW (``nn.ZeroPad2d``), else ``PadAxes``;
+    reflect padding (``nn.ReflectionPad2d``, TResNet's anti-aliasing): ``PadAxes``, which
+    TFLite runs as MIRROR_PAD."""
     x = ctx.sym(node)
-    if node.attr("mode", "constant") != "constant":
-        raise node.unsupported(f"mode={node.attr('mode')!r} (only constant padding)")
+    mode = node.attr("mode", "constant")
+    if mode not in ("constant", "reflect"):
+        raise node.unsupported(f"mode={mode!r} (only constant or reflect padding)")
     pads_c, value_c, axes_c = ctx.const(node, 1), ctx.const(node, 2), ctx.const(node, 3)
     pads = pads_c.ints() if pads_c is not None else node.attr("pads")
     axes = [a % x.rank for a in axes_c.ints()] if axes_c is not None else list(range(x.rank))
@@ -151,11 +154,12 @@ def pad(ctx: BuildContext, node: Node) -> None:
     value = float(np.asarray(value_c.value).reshape(-1)[0]) if value_c is not None else 0.0
     if not width:  # Swin pads windows only when the size needs it
         ctx.bind(node, x)
-    elif x.rank == 4 and x.batch_axis == 0 and set(width) <= {2, 3}:
+    elif mode == "constant" and x.rank == 4 and x.batch_axis == 0 and set(width) <= {2, 3}:
         _pad_2d(ctx, node, x, (width.get(2, (0, 0)), width.get(3, (0, 0))), value)
     else:
         keras_pads = [list(width.get(a, (0, 0))) for a in x.perm]
-        ctx.emit(node, PadAxes(keras_pads, value, name=ctx.layer_name(node)), x.tensor, x.perm)
+        layer = PadAxes(keras_pads, value, mode=mode, name=ctx.layer_name(node))
+        ctx.emit(node, layer, x.tensor, x.perm)
 
 
 def _pad_2d(ctx: BuildContext, node: Node, x: Sym, padding: tuple, value: float) -> None:
