@@ -51,12 +51,14 @@ class BuildContext:
         return v
 
     def weight(self, node: Node, index: int) -> np.ndarray | None:
-        """An initializer input (a model parameter); None when the optional input is absent."""
+        """An input known when the model is built: an initializer (a model parameter), or a
+        constant (a non-persistent buffer, such as the blur filter of TResNet's
+        anti-aliasing); None when the optional input is absent."""
         v = self.const(node, index)
         if v is None:
             return None
-        if v.weight is None:
-            raise node.unsupported(f"input {index} must be an initializer")
+        if v.dynamic is not None and np.any(v.dynamic):
+            raise node.unsupported(f"input {index} depends on the batch size")
         return v.value.astype(np.float32)
 
     def path(self, node: Node) -> str:

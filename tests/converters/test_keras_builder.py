@@ -88,14 +88,28 @@ class DepthwiseNet(nn.Module):
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
 
+class Blur(nn.Module):
+    """TResNet's anti-aliasing: a fixed depthwise 3x3 binomial filter in a non-persistent
+    buffer, which the ONNX export makes a Constant node rather than an initializer."""
+
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        f = torch.tensor([1.0, 2.0, 1.0])
+        self.register_buffer("filt", (f[:, None] * f[None, :] / 16)[None, None].repeat(
+            ch, 1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.conv2d(x, self.filt, groups=x.shape[1])
+
+
 class PoolNet(nn.Module):
-    """ceil_mode max/avg pools on odd sizes, count_include_pad both ways, asymmetric ZeroPad2d
-    and ReflectionPad2d (TResNet's anti-aliasing pads so)."""
+    """ceil_mode max/avg pools on odd sizes, count_include_pad both ways, asymmetric ZeroPad2d,
+    and TResNet's ReflectionPad2d + blur filter."""
 
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 3), nn.ReflectionPad2d((1, 2, 0, 1)),
+            nn.Conv2d(3, 8, 3), nn.ReflectionPad2d((1, 2, 0, 1)), Blur(8),
             nn.MaxPool2d(3, 2, ceil_mode=True),
             nn.AvgPool2d(3, 2, padding=1, ceil_mode=True),
             nn.AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False),

@@ -64,6 +64,7 @@ def conv(ctx: BuildContext, node: Node) -> None:
                   padding=padding, dilation_rate=dilations, use_bias=bias is not None,
                   name=ctx.layer_name(node, "dense" if subsample else ""))
     layer, kernel = _conv_layer(w, in_ch, groups, common)
+    layer.trainable = ctx.value(node, 1).weight is not None  # a fixed filter (TResNet's blur)
     weights = [kernel, *([] if bias is None else [bias])]
     if not subsample:
         ctx.emit(node, layer, x.tensor, x.perm, weights=weights)
