@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -12,6 +13,12 @@ class TensorSite:
     op: str
     module: str  # full PyTorch module path of the node ("" for top-level functional ops)
     depth: int  # node index in topological order
+    inputs: tuple[str, ...] = ()  # the node's inputs (tensors, weights, constants)
+
+
+# ops whose output holds only their inputs' values, moved or joined
+MOVES = frozenset({"Concat", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze",
+                   "Identity", "Slice", "Split"})
 
 
 @dataclass(frozen=True)
@@ -23,6 +30,23 @@ class GraphIndex:
 
     def by_name(self) -> dict[str, TensorSite]:
         return {s.name: s for s in self.sites}
+
+    def moved_floors(self, floors: dict[str, Any]) -> dict[str, Any]:
+        """``floors`` (tensor -> its rounding floor) with a floor for each tensor that only
+        moves its inputs' values (``MOVES``) and has none of its own: its float inputs'
+        lowest, when each has one. A ``torch.cat`` outside any module (selecsls60's
+        ``features.8``) has no PyTorch capture, so no fp32 floor of its own, while the
+        tensors it joins have theirs: a concatenation is no rounder than the worst of them."""
+        out = dict(floors)
+        names = {s.name for s in self.sites}
+        for site in self.sites:  # in topological order: a move's inputs are done first
+            if site.name in out or site.op not in MOVES:
+                continue
+            joined = [i for i in site.inputs if i in names]
+            if joined and all(i in out for i in joined):
+                out[site.name] = min((out[i] for i in joined),
+                                     key=lambda d: (not d.nonfinite, d.snr_db))
+        return out
 
     def module_outputs(self, leaf_modules: set[str]) -> dict[str, str]:
         """Leaf module path -> ONNX tensor holding that module's output.
@@ -68,7 +92,8 @@ def index_graph(onnx_path: Path) -> GraphIndex:
         if node.op_type == "Constant":
             continue
         module = paths.of_node(node.name, tuple(node.input))
-        sites.extend(TensorSite(out, node.name, node.op_type, module, depth)
+        sites.extend(TensorSite(out, node.name, node.op_type, module, depth,
+                                tuple(i for i in node.input if i))
                      for out in node.output if out and types.get(out) == float_type)
     shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in values}
     return GraphIndex(tuple(sites), _bytes_per_image(shapes, [s.name for s in sites]))

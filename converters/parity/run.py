@@ -474,7 +474,8 @@ class _ParityRun:
     def reports(self, inputs: str) -> list[PairReport]:
         onnx_path = self.onnx_path
         reports = []
-        floors = {precision: {name: acc.result() for name, acc in state.accumulators.items()}
+        floors = {precision: self.index.moved_floors(
+                      {name: acc.result() for name, acc in state.accumulators.items()})
                   for precision, state in self.floor_states.items()}
         for (ref_fmt, test_fmt), state in zip(self.pairs, self.states):
             ok = not state.error

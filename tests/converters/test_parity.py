@@ -465,3 +465,26 @@ def test_a_killed_runs_scratch_folder_is_removed_by_the_next_run(converted, tmp_
     assert report.passed and report.floor is not None  # the floor's rounded file was made
     assert not stale.exists() and live.is_dir()
     assert sorted(p.name for p in copy.glob(f"{SCRATCH_PREFIX}*")) == [live.name]
+
+
+def test_a_concatenation_without_a_floor_of_its_own_takes_its_inputs_lowest():
+    """selecsls60's ``torch.cat`` (features.8) is no module: PyTorch captures no fp32 floor
+    for it, and at 78.6 dB it failed the flat 80 dB bar though every tensor it joins passed
+    on its own floor (the lowest 77.9 dB). A move of tensors is floored as the worst of them,
+    only when each has a floor; other ops never inherit one."""
+    from types import SimpleNamespace
+
+    from converters.parity.graph_index import GraphIndex, TensorSite
+
+    def site(name, op, *inputs):
+        return TensorSite(name, f"/{name}", op, "", 0, inputs)
+
+    index = GraphIndex((site("a", "Relu", "x"), site("b", "Relu", "x"), site("u", "Conv", "x"),
+                        site("cat", "Concat", "a", "b", "w"), site("flat", "Flatten", "cat"),
+                        site("half", "Concat", "a", "u"), site("add", "Add", "a", "b")))
+    floor = lambda db, bad=False: SimpleNamespace(snr_db=db, nonfinite=bad)  # noqa: E731
+    got = index.moved_floors({"a": floor(84.4), "b": floor(77.9)})
+    assert got["cat"].snr_db == got["flat"].snr_db == 77.9  # "w", a weight, is not joined
+    assert "half" not in got and "add" not in got  # "u" has no floor; Add is no move
+    with_nan = index.moved_floors({"a": floor(84.4), "b": floor(float("nan"), bad=True)})
+    assert with_nan["cat"].nonfinite  # a non-finite floor wins: the flat bars then hold
