@@ -40,7 +40,8 @@ def verdict(row: dict[str, Any] | None, prefix: str = "") -> str:
         return "-"
     g = lambda k: row.get(prefix + k)  # noqa: E731
     marks = ["keras"] if g("converter") == "keras" and row["format"] != "keras" else []
-    marks += [f"{g('fp32_kept')} weights fp32"] if g("fp32_kept") else []
+    kept = g("fp32_kept")
+    marks += [f"{kept} weight{'s' if kept != 1 else ''} fp32"] if kept else []
     mark = f" ({'; '.join(marks)})" if marks else ""
     if not g("converted"):
         return "not converted"

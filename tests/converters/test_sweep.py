@@ -179,6 +179,7 @@ def test_verdicts_and_coverage_of_failing_rows():
     assert verdict(rows[1]) == "ok (keras)" and verdict(rows[1], "o2t_") == "not converted"
     assert verdict(rows[4]) == "parity FAIL"
     assert verdict(dict(rows[3], converter="keras", fp32_kept=11)) == "ok (keras; 11 weights fp32)"
+    assert verdict(dict(rows[3], fp32_kept=1)) == "ok (1 weight fp32)"
     assert verdict(dict(rows[3], fp32_kept=0)) == "ok"
     assert verdict(dict(good, agreed=False, max_abs_err=0.5, top1=0.75)) == (
         "disagrees 5.0e-01, top-1 75%")
