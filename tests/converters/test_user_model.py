@@ -228,25 +228,27 @@ def test_tflite_parity_reads_a_conv_with_its_layer_scale_folded_in(tmp_path):
                         readers) == "/fc2/Conv_output_0"
 
 
-def test_fp16_parity_names_a_layer_scale_float16_holds_as_a_subnormal(tmp_path):
-    """timm's layer scales start at 1e-6, below float16's normal range (6.1e-5): a TFLite
-    fp16 file holds them, folded into the Conv before, to a few bits, and its parity fails
-    there (convnext_zepto_rms, fastvit_t8, efficientformer_l1 ... with random weights).
-    The report says so; at a scale training leaves (0.5) the same model passes."""
+def test_fp16_file_keeps_a_folded_layer_scale_in_float32_and_passes(tmp_path):
+    """timm's layer scales start at 1e-6, below float16's normal range (6.1e-5); TFLite
+    folds them into the Conv before, whose weights float16 would then hold as subnormals of
+    a bit or two (parity failed there: convnext_zepto_rms, fastvit_t8, efficientformer_l1
+    ... with random weights). The fp16 file keeps that Conv's weights in float32
+    (``converters.tflite_fp16``): parity passes and the manifest names them; at a scale
+    training leaves (0.5) nothing is kept."""
+    from converters.manifest import load_manifest
+
     torch.manual_seed(0)
     model = LayerScaleNet().eval()
     report = _tflite_parity(model, tmp_path, "tiny_scale", fmt="tflite_fp16")
-    assert not report.passed and report.first_divergent.name == "/Mul_1_output_0"
-    assert "only as a subnormal, to 5 bits" in report.cause, report.cause
-    assert "max |x| 1e-06" in report.cause, report.cause
-    # worse than the weights merely rounded to fp16 (gamma to its 5 bits): TFLite folds
-    # gamma into the Conv before, whose products sit deeper in the subnormals
-    first = report.first_divergent
-    assert first.floor_snr_db > first.snr_db + 9.5, (first.floor_snr_db, first.snr_db)
+    assert report.passed, (report.first_divergent, report.cause)
+    kept = load_manifest(tmp_path / "tiny_scale").artifact("tflite_fp16").fp32_kept
+    assert any("fc2" in k and "(8x1x1x8): float16 misses it by" in k for k in kept), kept
+    assert {d.name: d for d in report.diffs}["/Mul_1_output_0"].snr_db > 60
     with torch.no_grad():
         model.gamma.fill_(0.5)
     report = _tflite_parity(model, tmp_path, "trained_scale", fmt="tflite_fp16")
     assert report.passed and report.cause == "", (report.first_divergent, report.cause)
+    assert load_manifest(tmp_path / "trained_scale").artifact("tflite_fp16").fp32_kept == []
 
 
 def _tflite_parity(model: torch.nn.Module, tmp_path, name: str, fmt: str = "tflite_fp32"):
