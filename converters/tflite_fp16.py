@@ -67,10 +67,12 @@ def _keep_in_subgraph(ref: "schema.ModelT", ref_graph: "schema.SubGraphT",
     if names != [opcode_to_name(ref, op.opcodeIndex) for op in ref_graph.operators]:
         raise ValueError(f"its ops, but for DEQUANTIZE, are not those of {ref_name}")
     kept: dict[int, tuple[int, str]] = {}
+    checked: set[int] = set()  # a weight several ops read is checked once
     for op, ref_op in zip(ops, ref_graph.operators):
         for t, ref_t in zip(op.inputs, ref_op.inputs):
-            if t not in dequantized or t in kept:
+            if t not in dequantized or t in checked:
                 continue
+            checked.add(t)
             weights = _constant(ref, ref_graph.tensors[ref_t])
             if weights is None or weights.size != np.prod(graph.tensors[t].shape):
                 raise ValueError(f"{ref_name} has no float32 constant of that size where "

@@ -38,7 +38,7 @@ class GraphIndex:
         ``features.8``) has no PyTorch capture, so no fp32 floor of its own, while the
         tensors it joins have theirs: a concatenation is no rounder than the worst of them."""
         out = dict(floors)
-        names = {s.name for s in self.sites}
+        names = self.by_name()
         for site in self.sites:  # in topological order: a move's inputs are done first
             if site.name in out or site.op not in MOVES:
                 continue
@@ -113,8 +113,9 @@ def _bytes_per_image(shapes: dict[str, list[int]], names: list[str]) -> int:
 def subnormal_in_fp16(onnx_path: Path, node_name: str) -> dict[str, float]:
     """The constant inputs of ONNX node ``node_name`` that float16 can hold only as
     subnormals (every nonzero value below its smallest normal, 6.1e-5): name -> max |x|.
-    A layer scale at timm's initial 1e-6 is one; fp16 keeps it to 5 bits, and a TFLite fp16
-    file keeps it so once folded into the Conv before it."""
+    A layer scale at timm's initial 1e-6 is one; fp16 keeps it to 5 bits (a TFLite fp16 file
+    whose converter folded it into the Conv before keeps that Conv's weights in float32
+    instead: ``converters.tflite_fp16``; an fp16 file made otherwise may not)."""
     import numpy as np
     import onnx
     from onnx import numpy_helper
