@@ -7,6 +7,7 @@
 # on spaces and nothing else (set -f: no globbing).
 # Exit codes: make prints the command's own code ("Error 1", "Error 3") and exits 2 itself
 # on any failure; gate on the command (.venv/bin/python -m ...), not on make (README).
+# `make docs` builds the documentation site (docs/) into site/.
 PYTHON_BIN ?= python3.11
 VENV       := .venv
 PY         := $(VENV)/bin/python
@@ -37,7 +38,7 @@ export MODEL WEIGHTS OUT PYTEST_ARGS TRANSFER_MODELS TRANSFER_DATASETS PROTOCOL 
 
 .PHONY: install convert parity parity-catalog demo keras-seed fashion-mnist transfer bench accuracy \
         bench-gpu test \
-        test-slow zoo-list clean
+        test-slow docs zoo-list clean
 
 install: $(STAMP)
 
@@ -81,7 +82,7 @@ transfer: $(STAMP) fashion-mnist
 bench: $(STAMP)
 	set -f; $(PY) -m bench --device cpu $${PUBLISH:+--publish} $$BENCH_ARGS
 
-# The GPU run on a machine with a CUDA GPU (README "On a GPU"): no .venv, nothing installed;
+# The GPU run on a machine with a CUDA GPU (docs/bench.md "On a GPU"): no .venv, nothing installed;
 # the Python whose torch sees the GPU, this repo on PYTHONPATH. Files -> $(GPU_OUT).
 GPU_OUT ?= runs/gpu
 export GPU_OUT
@@ -110,6 +111,11 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	set -f; $(PY) -m pytest -m slow $$PYTEST_ARGS
+
+# The documentation site (docs/, mkdocs.yml) -> site/; strict: a dead link or anchor fails.
+# NO_MKDOCS_2_WARNING silences mkdocs-material's end-of-life banner (a notice, not a warning).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf -- "$$OUT" .pytest_cache

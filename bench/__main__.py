@@ -2,7 +2,6 @@
 accuracy, keras-seed, parity-time (see ``bench.cli``)."""
 from __future__ import annotations
 
-import sys
 
 from bench.cli import BENCH_COMMANDS, DESCRIPTION
 from zoo.cli import run_cli
@@ -13,4 +12,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from zoo.exits import exit_process
+
+    exit_process(main())

@@ -5,7 +5,6 @@ over the same ``zoo.cli.Command`` entries; ``make`` targets call those.
 """
 from __future__ import annotations
 
-import sys
 
 from bench import derived
 from bench.latency import cli as latency_cli
@@ -79,5 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     return run_cli("modelzoo", DESCRIPTION, all_commands(), argv)
 
 
+def entry() -> None:
+    """The ``modelzoo`` console script: ``main``, then ``zoo.exits.exit_process``."""
+    from zoo.exits import exit_process
+
+    exit_process(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    from zoo.exits import exit_process
+
+    exit_process(main())

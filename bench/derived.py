@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from zoo.exits import first_line
+from zoo.exits import first_line, raise_if_exhausted
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,7 @@ def refresh_derived(folder: Path, changed: str, *, artifacts: Path = Path("artif
             for path in table.rebuild(folder, artifacts):
                 print(f"{table.name}: rewrote {path}", file=sys.stderr)
         except Exception as exc:  # noqa: BLE001  a quoting table must not lose a measured run
+            raise_if_exhausted(exc, memory=False)
             errors.append(f"{table.name} table not rebuilt: {first_line(exc, 500)}")
             print(f"error: {errors[-1]}", file=sys.stderr)
     return errors

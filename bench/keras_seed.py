@@ -118,15 +118,17 @@ def unfreeze_moves_weights(model, base, data, *, steps: int = 3) -> float:
 
 def write_results(results: list[SeedResult], unfreeze_delta: float, env: dict,
                   results_dir: Path) -> list[Path]:
+    from zoo import atomic
     from zoo.env import markdown_header
     from zoo.tables import md_table
 
     results_dir.mkdir(parents=True, exist_ok=True)
     rows = [asdict(r) for r in results]
     jsonl = results_dir / "keras-seed.jsonl"
-    jsonl.write_text("\n".join(json.dumps(x) for x in [{"environment": env}, *rows]) + "\n")
+    atomic.write_text(jsonl, "\n".join(json.dumps(x) for x in [{"environment": env}, *rows])
+                      + "\n")
     csv_path = results_dir / "keras-seed.csv"
-    with csv_path.open("w", newline="") as fh:
+    with atomic.atomic_open(csv_path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
@@ -139,7 +141,7 @@ def write_results(results: list[SeedResult], unfreeze_delta: float, env: dict,
           f"Unfrozen backbone, 3 SGD steps: first conv kernel max |change| = "
           f"{unfreeze_delta:.3e} (non-zero: the backbone really trains)."]
     md_path = results_dir / "keras-seed.md"
-    md_path.write_text("\n".join(md) + "\n")
+    atomic.write_text(md_path, "\n".join(md) + "\n")
     return [jsonl, csv_path, md_path]
 
 
@@ -202,4 +204,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from zoo.exits import exit_process
+
+    exit_process(main())

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from zoo import atomic
 from zoo.cli import add_results_argument, results_dir
 from zoo.tables import md_table
 
@@ -74,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
              f"{all(r['passed'] for r in runs)}\n", step_table(runs).rstrip("\n")]
     path = results_dir(args) / f"parity-time-{args.model}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
+    atomic.write_text(path, "\n".join(lines) + "\n")
     print("\n".join(lines[1:]))
     print(f"wrote {path}")
     return 0 if all(r["passed"] for r in runs) else ExitCode.CHECKS_FAILED
@@ -89,4 +90,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from zoo.exits import exit_process
+
+    exit_process(main())

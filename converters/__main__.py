@@ -1,7 +1,6 @@
 """``python -m converters COMMAND``: the converters' commands (see ``converters.cli``)."""
 from __future__ import annotations
 
-import sys
 
 from converters.cli import COMMANDS, DESCRIPTION
 from zoo.cli import run_cli
@@ -12,4 +11,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from zoo.exits import exit_process
+
+    exit_process(main())

@@ -61,7 +61,7 @@ def _convert(args: argparse.Namespace) -> int:
     opts = ConvertOptions(weights=args.weights, out_root=Path(args.out),
                           tf_converter=args.tf_converter,
                           formats=formats_for(parse_precisions(args.precisions)),
-                          int8=quantize_options(args))
+                          int8=quantize_options(args), parity=args.parity)
     manifest = convert_model(model_of(args), opts, status=terminal_status())
     folder = Path(args.out) / manifest.entry.folder
     _print_agreement(manifest)
@@ -116,7 +116,7 @@ def _parity(args: argparse.Namespace) -> int:
     entry = get_entry(model) if isinstance(model, str) else model
     folder = Path(args.out) / entry.folder
     _, source = build_model(entry, weights=args.weights)  # resolves, fails early
-    existing = check_existing(folder, source.spec)
+    existing = check_existing(folder, source.spec, full=args.verify == "full")
     # A damaged artifact is never compared: its NaNs would read as a converter bug.
     act_on_damage(existing.damage, args.on_damaged, log=lambda s: print(s, file=sys.stderr),
                   remedy=f"rerun with --on-damaged reconvert, or `python -m converters convert "
@@ -272,15 +272,13 @@ def _tf_converter_argument(p: argparse.ArgumentParser) -> None:
 
 
 def _parity_arguments(p: argparse.ArgumentParser) -> None:
-    from converters.manifest import ON_DAMAGED
+    from converters.manifest import add_verify_arguments
     from converters.model_args import add_model_arguments
 
     add_model_arguments(p)
     _weights_argument(p)
     _out_argument(p)
-    p.add_argument("--on-damaged", choices=ON_DAMAGED, default="reconvert",
-                   help="artifacts that differ from their manifest (sha256, size, missing): "
-                        "convert again (default), or exit 2 naming them")
+    add_verify_arguments(p, verify="full")
     _tf_converter_argument(p)
 
 
@@ -295,17 +293,14 @@ def _catalog_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _guarded(run):
-    """A command body with output folders checked first and user errors as one line."""
+    """A command body with its output folders checked before any work."""
     def body(args: argparse.Namespace) -> int:
-        from converters.errors import reporting_user_errors
         from zoo.exits import require_writable_dir
 
-        def checked() -> int:
-            require_writable_dir(Path(args.out), "--out")
-            if hasattr(args, "publish"):
-                require_writable_dir(results_dir(args), "--results")
-            return run(args)
-        return reporting_user_errors(checked)
+        require_writable_dir(Path(args.out), "--out")
+        if hasattr(args, "publish"):
+            require_writable_dir(results_dir(args), "--results")
+        return run(args)
     return body
 
 

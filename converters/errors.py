@@ -1,31 +1,13 @@
-"""The errors a user can cause: reported as one line, exit code 2, no traceback.
+"""How a failed artifact or step is recorded in a table row: ``Type: first line``.
 
-``ValueError`` covers bad arguments, corrupt manifests and the Keras
-builder's ``UnsupportedOpError`` (which names the op and node).
+The errors a user causes are one ``error:`` line and exit 2 through ``zoo.exits.exit_for``
+(every command runs under it): ``ConversionError`` and ``UnknownModelError`` derive from
+``zoo.exits.UserError``; ``ValueError`` covers bad arguments, corrupt manifests and the
+Keras builder's ``UnsupportedOpError`` (which names the op and node).
 """
 from __future__ import annotations
 
-import sys
-from typing import Callable
-
-from converters.tf_export import ConversionError
-from zoo.registry import UnknownModelError
-from zoo.exits import ExitCode, first_line
-from zoo.weights import WeightsMismatchError, WeightsUnavailableError
-
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    UnknownModelError, WeightsUnavailableError, WeightsMismatchError, ConversionError,
-    FileNotFoundError, ValueError,
-)
-
-
-def reporting_user_errors(body: Callable[[], int]) -> int:
-    """``body()``, with a user error printed as one ``error:`` line and exit code 2."""
-    try:
-        return body()
-    except USER_ERRORS as exc:
-        print(f"error: {first_line(exc, 1000)}", file=sys.stderr)
-        return ExitCode.BAD_INPUT
+from zoo.exits import first_line
 
 
 def error_line(exc: BaseException, limit: int = 300) -> str:

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from zoo.atomic import atomic_path
 
 
 def layer_map_path(keras_path: Path) -> Path:
@@ -20,9 +21,8 @@ def export_keras(onnx_path: Path, path: Path) -> Path:
     from converters.keras import onnx_to_keras
 
     conversion = onnx_to_keras(onnx_path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.keras")
-    conversion.model.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        conversion.model.save(tmp)
     record = {
         "tensors": {name: {"layer": ref.layer, "permutation": list(ref.perm)}
                     for name, ref in conversion.tensors.items()},

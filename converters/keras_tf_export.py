@@ -10,7 +10,6 @@ from a Keras export, an activation's name scope is its Keras layer's name.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from pathlib import Path
@@ -18,13 +17,17 @@ from pathlib import Path
 from converters.formats import get_format
 from converters.onnx_export import INPUT_NAME, OUTPUT_NAME
 from converters.tf_export import TENSOR_MAP, ConversionError, TfArtifacts, keep_fp32_weights
+from zoo.atomic import atomic_path
+from zoo.exits import raise_if_exhausted
 
 CONVERTER = "keras"
 
 
-def export_tf_from_keras(keras_path: Path, out_dir: Path, *, stem: str) -> TfArtifacts:
-    """Write ``saved_model/``, ``<stem>_float32.tflite``, ``<stem>_float16.tflite`` and the
-    tensor map into ``out_dir`` from the Keras artifact at ``keras_path``."""
+def export_tf_from_keras(keras_path: Path, out_dir: Path, *, stem: str, tflite: bool = True
+                         ) -> TfArtifacts:
+    """Write ``saved_model/``, ``<stem>_float32.tflite``, ``<stem>_float16.tflite`` (unless
+    ``tflite`` is False) and the tensor map into ``out_dir`` from the Keras artifact at
+    ``keras_path``."""
     import keras
 
     import converters.keras  # noqa: F401  registers the custom layers for loading
@@ -36,17 +39,21 @@ def export_tf_from_keras(keras_path: Path, out_dir: Path, *, stem: str) -> TfArt
     fp16 = out_dir / get_format("tflite_fp16").path_for(stem)
     try:
         export_saved_model(model, saved_model)
-        fp32.write_bytes(tflite_bytes(saved_model, fp16=False))
-        fp16.write_bytes(tflite_bytes(saved_model, fp16=True))
+        if tflite:
+            fp32.write_bytes(tflite_bytes(saved_model, fp16=False))
+            fp16.write_bytes(tflite_bytes(saved_model, fp16=True))
     except Exception as exc:  # the TFLite converter's MLIR errors are long: keep the first line
+        raise_if_exhausted(exc)
         from converters.errors import error_line
 
         raise ConversionError(f"Keras export of {keras_path.name} failed: {error_line(exc)}"
                               ) from None
-    kept = keep_fp32_weights(fp32, fp16)
+    kept = keep_fp32_weights(fp32, fp16) if tflite else None
     layers = json.loads(layer_map_path(keras_path).read_text())["tensors"]
     map_path = out_dir / TENSOR_MAP
     map_path.write_text(json.dumps(tensor_map_from_keras(layers), indent=1) + "\n")
+    if not tflite:
+        return TfArtifacts(saved_model, None, None, map_path, converter=CONVERTER)
     return TfArtifacts(saved_model, fp32, fp16, map_path, converter=CONVERTER, fp32_kept=kept)
 
 
@@ -62,9 +69,8 @@ def export_saved_model(model, path: Path) -> Path:
     archive.track(model)
     archive.add_endpoint("serving_default", lambda x: {OUTPUT_NAME: model(x, training=False)},
                          input_signature=[spec])
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    archive.write_out(str(tmp), verbose=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        archive.write_out(str(tmp), verbose=False)
     return path
 
 

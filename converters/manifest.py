@@ -14,14 +14,18 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Protocol
 
 from converters.agreement import Agreement
 from converters.calibration import Quantization
-from zoo.env import library_versions
+from zoo import atomic
 from zoo.entry import ModelEntry, Preprocessing
+from zoo.env import library_versions
 from zoo.weights import WeightsSource
 
 MANIFEST = "manifest.json"
 VERSIONED = ("torch", "torchvision", "onnx", "onnxruntime", "onnx2tf", "tensorflow", "keras",
              "ai-edge-litert", "numpy")
 ON_DAMAGED = ("reconvert", "refuse")  # what a command does with a damaged artifact folder
+# how artifacts are checked against their manifest before reuse: size+mtime, else sha256
+# (fast), or the sha256 of every file (full: also a rewrite that kept size and mtime)
+VERIFY = ("fast", "full")
 
 
 @dataclass(frozen=True)
@@ -229,6 +233,47 @@ def verify_artifacts(folder: Path, manifest: Manifest, *, formats: Iterable[str]
     return damage
 
 
+def missing_manifest(folder: Path) -> Damage | None:
+    """The damage record of a folder that holds files but no ``manifest.json`` (it was
+    deleted, or the folder is someone else's); None for a folder never converted."""
+    if (folder / MANIFEST).exists() or not folder.is_dir():
+        return None
+    held = sum(1 for _ in folder.iterdir())
+    return (Damage("manifest", folder / MANIFEST, "missing",
+                   f"the folder holds {held} entries but no manifest: nothing in it can be "
+                   "trusted") if held else None)
+
+
+def folder_damage(folder: Path, formats: Iterable[str] | None = None, *, full: bool = False
+                  ) -> list[Damage]:
+    """What of an artifact folder differs from its manifest: the artifacts of ``formats``
+    that it lists (default: all), or the manifest itself (unreadable, or gone from a folder
+    that holds files). Empty for a folder never converted."""
+    try:
+        manifest = load_manifest(folder)
+    except FileNotFoundError:
+        return [d] if (d := missing_manifest(folder)) else []
+    except ValueError:
+        return [unreadable_manifest(folder)]
+    listed = {a.format for a in manifest.artifacts}
+    return verify_artifacts(folder, manifest, side_files=False, full=full,
+                            formats=[f for f in (formats or listed) if f in listed])
+
+
+def add_verify_arguments(p: Any, *, verify: str = "fast", on_damaged: str = "reconvert",
+                         what: str = "convert again") -> None:
+    """``--on-damaged`` and ``--verify``, in one form for every command that reuses
+    artifacts."""
+    p.add_argument("--on-damaged", choices=ON_DAMAGED, default=on_damaged,
+                   help="artifacts that differ from their manifest (sha256, size, missing, "
+                        f"no manifest): {what} (reconvert), or exit 2 naming them (refuse); "
+                        f"default {on_damaged}")
+    p.add_argument("--verify", choices=VERIFY, default=verify,
+                   help="fast: a file whose size and mtime match its manifest is trusted, any "
+                        "other is hashed; full: the sha256 of every file (a rewrite that kept "
+                        f"size and mtime is caught); default {verify}")
+
+
 def unreadable_manifest(folder: Path) -> Damage:
     """The damage record of a ``manifest.json`` that ``load_manifest`` rejects as corrupt."""
     return Damage("manifest", folder / MANIFEST, "unreadable")
@@ -263,10 +308,7 @@ def act_on_damage(damage: list[Damage], on_damaged: str, *, remedy: str,
 
 
 def write_json_atomic(path: Path, data: Any) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic.write_json(path, data, indent=2, default=str)
 
 
 @contextlib.contextmanager

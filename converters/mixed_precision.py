@@ -6,7 +6,7 @@ format: ONNX Runtime QDQ (``converters.quantize``, ONNX node names) and TFLite
 Agreement is measured on *tuning photos*: every 10th imagenet-sample photo from the 6th
 (indices 5, 15, ..., 995), disjoint from the default calibration set (0, 10, ...) and, by
 content digest, from any ``--calib`` folder. They are among the accuracy bench's
-evaluation photos (the README says so); the fp32 reference is the model quantization
+evaluation photos (docs/int8.md says so); the fp32 reference is the model quantization
 starts from (ONNX: BatchNormalization folded; TFLite: the calibrated float model).
 
 Each step ranks the quantized model's layers by the error they add themselves (ONNX: SNR

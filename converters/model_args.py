@@ -10,6 +10,11 @@ if TYPE_CHECKING:
     from zoo.entry import ModelEntry
 
 USER_FLAGS = ("input_size", "resize", "mean", "std", "interpolation", "num_classes")
+MIN_INPUT_PX = 8
+# One 4096 px image is 201 MB in float32 before the first layer, and every layer's
+# activations grow with the pixels (ImageNet classifiers take 224 to 600 px): beyond
+# this a conversion runs out of memory rather than saying so.
+MAX_INPUT_PX = 4096
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -52,9 +57,21 @@ def model_of(args: argparse.Namespace) -> "str | ModelEntry":
         return target
     if args.num_classes is not None and args.num_classes < 1:
         raise ValueError(f"--num-classes must be at least 1, got {args.num_classes}")
-    if args.input_size is not None and args.input_size < 8:
-        raise ValueError(f"--input-size must be at least 8 pixels, got {args.input_size}")
+    _check_pixels("--input-size", args.input_size, MAX_INPUT_PX)
+    _check_pixels("--resize", args.resize, 2 * MAX_INPUT_PX)
     return _user_entry(target, args)
+
+
+def _check_pixels(flag: str, value: int | None, most: int) -> None:
+    if value is None:
+        return
+    if value < MIN_INPUT_PX:
+        raise ValueError(f"{flag} must be at least {MIN_INPUT_PX} pixels, got {value}")
+    if value > most:
+        mb = 3 * 4 * value * value / 1e6
+        raise ValueError(f"{flag} {value}: at most {most} pixels (one {value} px image is "
+                         f"{mb:,.0f} MB in float32 before the first layer, and every layer's "
+                         "activations grow with it; ImageNet classifiers take 224 to 600)")
 
 
 def _user_entry(target: str, args: argparse.Namespace) -> "ModelEntry":

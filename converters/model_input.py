@@ -46,8 +46,11 @@ def resolve_model(model: ModelLike, *, weights: str | None, name: str | None = N
 
         entry = module_entry(model, name=name or type(model).__name__,
                              preprocessing=preprocessing)
+        from zoo.build import eval_mode
+
         label = f"in-memory {type(model).__name__} (its own weights)"
-        return ModelInput(entry, model.eval(), WeightsSource("module", label, "", False))
+        return ModelInput(entry, *eval_mode(model, WeightsSource("module", label, "", False),
+                                            user=True))
     if name is not None or preprocessing is not None:
         raise ValueError("name= and preprocessing= describe an nn.Module; a catalog entry "
                          "has its own")

@@ -25,24 +25,39 @@ DEFAULT_OPSET = 17
 
 def export_onnx(model: "torch.nn.Module", *, input_shape: tuple[int, ...], path: Path,
                 opset: int = DEFAULT_OPSET) -> Path:
-    """Export ``model`` (eval mode) to ``path``; batch axis dynamic; checked by onnx.checker."""
+    """Export ``model`` (eval mode) to ``path``; batch axis dynamic; checked by onnx.checker.
+
+    Weights over protobuf's 2 GB go to one external data file beside it
+    (``converters.onnx_io.data_path``)."""
+    import shutil
+
     import onnx
     import torch
 
+    from converters.onnx_io import check_onnx, save_onnx
+
     model = _export_friendly(model.eval())
     example = torch.zeros(input_shape, dtype=torch.float32)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(
-            model, (example,), str(path), dynamo=False, opset_version=opset,
-            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-            training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=True,
-        )
-    proto = onnx.load(str(path))
+    # The exporter writes a model over 2 GB as one file per weight beside its output:
+    # a folder of its own keeps those out of the artifact folder.
+    work = path.parent / f".{path.stem}.export"
+    work.mkdir(exist_ok=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+            torch.onnx.export(
+                model, (example,), str(work / path.name), dynamo=False, opset_version=opset,
+                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=True,
+            )
+        proto = onnx.load(str(work / path.name))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     _name_shared_initializers(proto)
-    onnx.checker.check_model(proto, full_check=True)
-    onnx.save(proto, str(path))
+    save_onnx(proto, path)
+    del proto
+    check_onnx(path)
     return path
 
 

@@ -54,8 +54,10 @@ def write_fp16(src: Path, dest: Path) -> Path:
     """Convert the ONNX file ``src`` and save the fp16 model to ``dest``."""
     import onnx
 
+    from converters.onnx_io import save_onnx
+
     dest.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(to_fp16(onnx.load(str(src))), str(dest))
+    save_onnx(to_fp16(onnx.load(str(src))), dest)
     return dest
 
 

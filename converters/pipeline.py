@@ -27,6 +27,7 @@ from converters.model_input import ModelLike, describe, resolve_model
 from zoo.build import recipe_mismatch
 from zoo.data import SamplePhotos, sample_photos
 from zoo.entry import Preprocessing
+from zoo.exits import raise_if_exhausted
 from zoo.meta import input_shape, preprocessing_of
 from zoo.preprocess import preprocess_images
 
@@ -44,6 +45,9 @@ class ConvertOptions:
     # onnx2tf's TFLite fp16 with the weights float16 cannot hold put back in float32
     # (converters.tflite_fp16); False only for the sweep's onnx2tf-alone baseline
     fp16_keep_fp32: bool = True
+    # the caller checks per-layer parity next: a model parity cannot fit in memory is
+    # refused before it is converted (converters.parity.budget)
+    parity: bool = False
 
 
 class _Timer:
@@ -78,14 +82,19 @@ def failed_step(exc: BaseException) -> str | None:
 _record = artifact_record
 
 
-def parity_side_files(manifest: Manifest) -> list[str]:
-    """Files beside the artifacts that parity reads (the TF/TFLite and Keras tensor maps)."""
+def parity_side_files(manifest: Manifest, folder: Path | None = None) -> list[str]:
+    """Files beside the artifacts that readers need: the TF/TFLite and Keras tensor maps
+    parity reads, and (with ``folder``, where it exists) the ONNX file's external weights."""
     from converters.keras_export import layer_map_path
+    from converters.onnx_io import data_path
     from converters.tf_export import TENSOR_MAP
 
     paths = {a.format: a.path for a in manifest.artifacts}
     side = [TENSOR_MAP] if formats_of_step("tf", tuple(paths)) else []
-    return side + ([str(layer_map_path(Path(paths["keras"])))] if "keras" in paths else [])
+    side += [str(layer_map_path(Path(paths["keras"])))] if "keras" in paths else []
+    if folder is not None and "onnx" in paths and data_path(folder / paths["onnx"]).exists():
+        side.append(data_path(Path(paths["onnx"])).as_posix())
+    return side
 
 
 def convert_model(model: ModelLike, opts: ConvertOptions = ConvertOptions(),
@@ -106,7 +115,13 @@ def convert_model(model: ModelLike, opts: ConvertOptions = ConvertOptions(),
                               preprocessing=preprocessing)
     entry, model, source = built.entry, built.model, built.weights
     name = entry.name
+    if opts.parity:
+        from converters.parity.budget import require_memory
+
+        require_memory(name, _weight_bytes(model))
     log(f"{name}: weights = {source.label}")
+    if source.eval_note:
+        log(f"note: {source.eval_note}")
     shape = input_shape(entry)
     prep = preprocessing_of(entry)
     photos = sample_photos(opts.n_images)
@@ -114,7 +129,8 @@ def convert_model(model: ModelLike, opts: ConvertOptions = ConvertOptions(),
         model=name, weights=source,
         input_spec={"name": INPUT_NAME, "shape": [-1, *shape[1:]], "dtype": "float32",
                     "layout": "NCHW", "output": OUTPUT_NAME, "preprocessing": prep.__dict__,
-                    "sample_photos": photos.source}, entry=entry)
+                    "sample_photos": photos.source}, entry=entry,
+        notes=[source.eval_note] if source.eval_note else [])
     with staged_folder(opts.out_root / entry.folder) as stage:
         for record in _convert_steps(stage, entry.slug, model, shape, photos, opts.formats,
                                      timer, log, prep=prep,
@@ -134,10 +150,15 @@ def convert_model(model: ModelLike, opts: ConvertOptions = ConvertOptions(),
             if record.fp32_kept:
                 manifest.notes.append(kept_note(record.format, record.fp32_kept))
                 log(f"  {manifest.notes[-1]}")
-        manifest.side_files = [file_record(stage, stage / p) for p in parity_side_files(manifest)
+        manifest.side_files = [file_record(stage, stage / p)
+                               for p in parity_side_files(manifest, stage)
                                if (stage / p).exists()]
         manifest.write(stage)
     return manifest
+
+
+def _weight_bytes(model) -> int:
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
 
 
 def _convert_steps(stage: Path, name: str, model, shape, photos: SamplePhotos,
@@ -294,16 +315,32 @@ def check_existing(folder: Path, weights_spec: str, *, full: bool = False) -> Ex
 
     try:
         manifest = load_manifest(folder)
-    except FileNotFoundError:  # never converted: nothing is damaged
-        return Existing(False, [])
+    except FileNotFoundError:  # never converted, or files whose manifest is gone
+        from converters.manifest import missing_manifest
+
+        return Existing(False, [d] if (d := missing_manifest(folder)) else [])
     except ValueError:  # manifest.json itself is corrupt: nothing in the folder can be trusted
         return Existing(False, [unreadable_manifest(folder)])
     listed = {a.format for a in manifest.artifacts}
     if (manifest.weights.spec != weights_spec or recipe_mismatch(manifest.weights)
-            or not set(default_formats()) <= listed or _fp16_unchecked(manifest)):
+            or not set(_makeable(folder, manifest)) <= listed or _fp16_unchecked(manifest)):
         return Existing(False, [])
     return Existing(True, verify_artifacts(folder, manifest, required=parity_side_files(manifest),
                                            full=full))
+
+
+def _makeable(folder: Path, manifest: Manifest) -> tuple[str, ...]:
+    """The default formats a conversion of this model can make: all, but TFLite for a model
+    whose weights exceed its 2 GB (``converters.tf_step.tflite_refusal``)."""
+    from converters.tf_step import tflite_refusal
+
+    formats = default_formats()
+    onnx = next((a.path for a in manifest.artifacts if a.format == "onnx"), None)
+    if onnx is None or not (folder / onnx).is_file() or not tflite_refusal(folder / onnx):
+        return formats
+    from converters.formats import get_format
+
+    return tuple(f for f in formats if get_format(f).runner != "tflite")
 
 
 def _fp16_unchecked(manifest: Manifest) -> bool:
@@ -341,6 +378,7 @@ def check_agreement(folder: Path, manifest: Manifest, model, photos: SamplePhoto
             with make_runner(runner_spec(folder, record)) as runner:
                 logits = runner.infer({INPUT_NAME: x})[OUTPUT_NAME]
         except Exception as exc:  # a converted artifact that cannot run is a failed check
+            raise_if_exhausted(exc)
             results.append(failed_run(record.format, record.precision, len(x), exc))
             continue
         tol = policy.for_(manifest.model, record.precision).logits

@@ -15,7 +15,10 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from converters.onnx_io import copy_model
 from converters.runners.base import NCHW_TO_NHWC
+from zoo.exits import (DISK_FULL_WORDS, DiskFull, UserError, disk_full, disk_nearly_full,
+                        raise_if_exhausted)
 
 CALIBRATION_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 
@@ -26,8 +29,8 @@ TENSOR_MAP = "tf_tensor_map.json"
 @dataclass(frozen=True)
 class TfArtifacts:
     saved_model: Path
-    tflite_fp32: Path
-    tflite_fp16: Path
+    tflite_fp32: Path | None  # None: not made (weights over TFLite's 2 GB, converters.tf_step)
+    tflite_fp16: Path | None
     tensor_map: Path  # ONNX tensor name -> TF layer name and layout permutation
     converter: str = "onnx2tf"  # or "keras": exported from the Keras artifact
     # the fp16 file's weights kept in float32 (``converters.tflite_fp16``), one line each;
@@ -163,7 +166,7 @@ def _cwd_and_log(path: Path, log_file: Path) -> Iterator[None]:
             os.close(saved[1])
 
 
-class ConversionError(RuntimeError):
+class ConversionError(UserError, RuntimeError):
     """A converter step failed; the message says which and where its log is."""
 
 
@@ -179,8 +182,7 @@ def _run_onnx2tf(onnx_path: Path, work: Path, calibration_images: Sequence[np.nd
     work.mkdir(parents=True, exist_ok=True)
     write_calibration_file(calibration_images, work)
     # onnx2tf rewrites its input file (shape inference); keep the ONNX artifact untouched.
-    private = work / onnx_path.name
-    shutil.copyfile(onnx_path, private)
+    private = copy_model(onnx_path, work / onnx_path.name)
     edge_padded = _edge_pad_max_pools(private)
     log_file = work.parent / "onnx2tf.log"
     tensor_map: dict[str, dict] = {}
@@ -196,6 +198,7 @@ def _run_onnx2tf(onnx_path: Path, work: Path, calibration_images: Sequence[np.nd
                 non_verbose=True,
             )
     except (Exception, SystemExit) as exc:  # onnx2tf calls sys.exit on unsupported ops
+        _stop_if_out_of_disk(exc, log_file)
         raise ConversionError(f"onnx2tf failed on {onnx_path.name}: {_last_error(log_file, exc)}"
                               ) from None
     for name in edge_padded:  # not an ONNX tensor of the artifact
@@ -203,14 +206,27 @@ def _run_onnx2tf(onnx_path: Path, work: Path, calibration_images: Sequence[np.nd
     return model, tensor_map
 
 
+def _stop_if_out_of_disk(exc: BaseException, log_file: Path) -> None:
+    """Raise ``DiskFull`` (or ``OutOfMemory``) when that is why onnx2tf failed: its log, or
+    the file system left with almost nothing free, says so even where onnx2tf turned the
+    OS error into its own exit. Never a converter failure to fall back from."""
+    tail = log_file.read_text(errors="replace")[-20000:] if log_file.exists() else ""
+    if (disk_full(exc) or any(w in tail for w in DISK_FULL_WORDS)
+            or disk_nearly_full(log_file.parent)):
+        raise DiskFull(f"no space left on device under {log_file.parent.parent} while onnx2tf "
+                       "wrote its files: free some space or write elsewhere (--out)") from exc
+    raise_if_exhausted(exc)
+
+
 def _edge_pad_max_pools(path: Path) -> list[str]:
     """MaxPool pads as edge padding in the ONNX file onnx2tf reads (``converters.pool_pads``:
     exact, and int8-quantizable where onnx2tf's -inf constant is not); the tensors added."""
     import onnx
 
+    from converters.onnx_io import load_structure
     from converters.pool_pads import edge_pad_max_pools
 
-    model = onnx.load(str(path))
+    model = load_structure(path)  # external weights stay referenced, in the same folder
     added = edge_pad_max_pools(model)
     if added:
         onnx.save(model, str(path))

@@ -17,6 +17,7 @@ from converters.agreement import top1_text
 from converters.formats import TF_CONVERTERS, formats_of_step, get_format
 from converters.manifest import artifact_record
 from converters.tf_export import TENSOR_MAP, ConversionError, TfArtifacts
+from zoo.exits import first_line, raise_if_exhausted
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,7 +39,24 @@ def records_of(folder: Path, tf: TfArtifacts) -> list["ArtifactRecord"]:
              "tflite_fp16": tf.tflite_fp16}
     return [artifact_record(folder, fmt, paths[fmt], tf.converter,
                             fp32_kept=tf.fp32_kept if fmt == "tflite_fp16" else None)
-            for fmt in formats_of_step("tf")]
+            for fmt in formats_of_step("tf") if paths[fmt] is not None]
+
+
+# A TFLite file is one FlatBuffer, whose offsets are 32-bit signed: 2 GB at most.
+TFLITE_MAX_BYTES = 2**31 - 1
+
+
+def tflite_refusal(onnx_path: Path) -> str:
+    """Why no TFLite file can be made of this model ("" when one can): its weights alone
+    exceed the FlatBuffer limit (the fp16 file is checked against the fp32 one, which
+    cannot exist)."""
+    from converters.onnx_io import load_structure, weight_bytes
+
+    size = weight_bytes(load_structure(onnx_path))
+    if size <= TFLITE_MAX_BYTES:
+        return ""
+    return (f"TFLite not made: the weights take {size / 1e9:.2f} GB, over TFLite's 2 GB "
+            "FlatBuffer limit (SavedModel, Keras and ONNX hold them)")
 
 
 Step = Callable[[str, str], ContextManager[None]]  # (timer key, text shown) around a step
@@ -56,6 +74,11 @@ def run_tf_step(onnx_path: Path, stage: Path, *, converter: str, keras_path: Cal
 
     check_converter(converter)
     note = "forced (--tf-converter keras)"
+    if refusal := tflite_refusal(onnx_path):  # onnx2tf writes TFLite files: the Keras path
+        if converter == "onnx2tf":
+            raise ConversionError(f"--tf-converter onnx2tf: {refusal}")
+        return TfStep(keras_step(keras_path(), stage, onnx_path.stem, step, tflite=False),
+                      refusal)
     if converter != "keras":
         try:
             with step("onnx2tf", "onnx2tf: SavedModel, TFLite fp32/fp16"):
@@ -65,11 +88,13 @@ def run_tf_step(onnx_path: Path, stage: Path, *, converter: str, keras_path: Cal
         except ConversionError as exc:
             if converter == "onnx2tf":
                 raise
-            shutil.rmtree(stage / "onnx2tf", ignore_errors=True)  # what it left half-written
-            note = f"onnx2tf failed ({str(exc)[:300]}): SavedModel/TFLite from the Keras model"
+            remove_tf_outputs(stage, onnx_path.stem)
+            note = (f"{first_line(exc, 200)} (log: onnx2tf.log): SavedModel/TFLite from the "
+                    "Keras model")
             try:
                 return TfStep(keras_step(keras_path(), stage, onnx_path.stem, step), note)
             except Exception as keras_exc:  # noqa: BLE001  say why both paths failed
+                raise_if_exhausted(keras_exc)
                 from converters.errors import error_line
 
                 raise ConversionError(f"{exc}; the Keras export failed too: "
@@ -77,11 +102,26 @@ def run_tf_step(onnx_path: Path, stage: Path, *, converter: str, keras_path: Cal
     return TfStep(keras_step(keras_path(), stage, onnx_path.stem, step), note)
 
 
-def keras_step(keras_path: Path, folder: Path, stem: str, step: Step) -> list["ArtifactRecord"]:
+def remove_tf_outputs(stage: Path, stem: str) -> None:
+    """What a failed onnx2tf run may have left in ``stage``: its working folder, files it
+    had moved into place and the tensor map. Its log stays: the note points at it."""
+    shutil.rmtree(stage / "onnx2tf", ignore_errors=True)
+    for fmt in formats_of_step("tf"):
+        target = stage / get_format(fmt).path_for(stem)
+        if target.is_dir():
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            target.unlink(missing_ok=True)
+    (stage / TENSOR_MAP).unlink(missing_ok=True)
+
+
+def keras_step(keras_path: Path, folder: Path, stem: str, step: Step, *, tflite: bool = True
+               ) -> list["ArtifactRecord"]:
     from converters.keras_tf_export import export_tf_from_keras
 
-    with step("keras_tf", "Keras export: SavedModel, TFLite fp32/fp16"):
-        tf = export_tf_from_keras(keras_path, folder, stem=stem)
+    what = "SavedModel, TFLite fp32/fp16" if tflite else "SavedModel"
+    with step("keras_tf", f"Keras export: {what}"):
+        tf = export_tf_from_keras(keras_path, folder, stem=stem, tflite=tflite)
     return records_of(folder, tf)
 
 
@@ -114,6 +154,7 @@ def replace_if_disagreeing(stage: Path, manifest: "Manifest", agreement: list["A
         try:
             keras_path = _keras_model(stage, manifest, trial, stem, step)
         except Exception as exc:  # noqa: BLE001  an op the builder lacks: onnx2tf's kept, said why
+            raise_if_exhausted(exc)
             from converters.errors import error_line
 
             return agreement, f"{what}; no Keras model to export instead ({error_line(exc)})"

@@ -16,11 +16,12 @@ kept; the manifest lists each one (``ArtifactRecord.fp32_kept``).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from zoo.atomic import atomic_path
 
 if TYPE_CHECKING:
     from tensorflow.lite.python import schema_py_generated as schema
@@ -44,9 +45,8 @@ def keep_fp32_where_fp16_fails(fp32: Path, fp16: Path) -> list[str]:
         kept += _keep_in_subgraph(ref, ref_graph, model, graph, fp32.name)
     if kept:
         _drop_unused_buffers(model)
-        tmp = fp16.with_name(f".{fp16.name}.tmp-{os.getpid()}")
-        flatbuffer_utils.write_model(model, str(tmp))
-        os.replace(tmp, fp16)
+        with atomic_path(fp16) as tmp:
+            flatbuffer_utils.write_model(model, str(tmp))
     return [line for _, line in sorted(kept, key=lambda k: -k[0])]  # the largest first
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from zoo.entry import ModelEntry
+from zoo.exits import UserError
 from zoo.meta import input_shape, preprocessing_of
 from zoo.registry import get_entry
 from zoo.weights import WeightsSource, load_file_state, load_strict, parse_spec
@@ -39,7 +40,7 @@ def build_model(name_or_entry: str | ModelEntry, *, weights: str | None = "image
                          "(file.py:factory); use imagenet, random[:SEED] or a state-dict path")
     if kind in ("imagenet", "factory", "module"):
         model, found = source.pretrained(entry, arg)
-        return source.finish(entry, model).eval(), found
+        return eval_mode(source.finish(entry, model), found, user=entry.source in USER_SOURCES)
     if kind == "random":
         seed = int(arg)
         # the photos first: their meta may build a model (timm's parameter count), whose
@@ -55,11 +56,58 @@ def build_model(name_or_entry: str | ModelEntry, *, weights: str | None = "image
         notes = ([f"zero-initialised {', '.join(redrawn)} drawn from N(0, 0.02)"] if redrawn
                  else []) + ([f"BN stats on {RANDOM_RECIPE}"] if calibrated else [])
         label = f"random weights (seed {seed}{''.join(', ' + n for n in notes)})"
-        return (source.finish(entry, model).eval(),
-                WeightsSource("random", label, "", False, seed, RANDOM_RECIPE))
+        return eval_mode(source.finish(entry, model),
+                         WeightsSource("random", label, "", False, seed, RANDOM_RECIPE),
+                         user=False)
     state, found = load_file_state(arg)
     model = load_strict(entry, source.build(entry), state, found)
-    return source.finish(entry, model).eval(), found
+    return eval_mode(source.finish(entry, model), found, user=entry.source in USER_SOURCES)
+
+
+USER_SOURCES = ("user", "module")  # models a user hands over (zoo.sources.user)
+# layers whose output differs between train and eval mode
+_MODE_DEPENDENT = ("Dropout", "BatchNorm", "DropPath", "StochasticDepth", "InstanceNorm")
+
+
+def eval_mode(model: "torch.nn.Module", found: WeightsSource, *, user: bool
+              ) -> tuple["torch.nn.Module", WeightsSource]:
+    """``model`` in eval mode, its weights checked finite (``check_finite``). A user's
+    model that came in train mode with layers that behave differently there (dropout,
+    BatchNorm's batch statistics) gets a note on its weights source, which the manifest
+    and the terminal show: the conversion is of the eval-mode model, not of what the
+    factory returned."""
+    import dataclasses
+    from collections import Counter
+
+    note = ""
+    if user and model.training:
+        kinds = Counter(k for m in model.modules() for k in _MODE_DEPENDENT
+                        if m.training and k in type(m).__name__)
+        if kinds:
+            note = ("the model was handed over in train mode (" + ", ".join(
+                f"{n} {k}" for k, n in kinds.items()) + " layers act differently there): "
+                "converted in eval mode, as deployed")
+    check_finite(model, found)
+    return model.eval(), dataclasses.replace(found, eval_note=note) if note else found
+
+
+class NonFiniteWeightsError(UserError, ValueError):
+    """A weight or buffer holds NaN or Inf: no artifact could mean anything (exit 2)."""
+
+
+def check_finite(model: "torch.nn.Module", found: WeightsSource) -> None:
+    """Raise ``NonFiniteWeightsError`` naming the first tensor with NaN or Inf, before any
+    conversion: such a model's every output is NaN, and every check would fail far later
+    for reasons that blame the converters."""
+    import torch
+
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            nan = int(torch.isnan(tensor).sum())
+            inf = int(torch.isinf(tensor).sum())
+            raise NonFiniteWeightsError(
+                f"{found.label}: {name} holds {nan} NaN and {inf} Inf of {tensor.numel()} "
+                "values; nothing converted (fix or retrain the checkpoint)")
 
 
 def recipe_mismatch(weights: WeightsSource) -> str:

@@ -65,25 +65,8 @@ def run_cli(prog: str, description: str, commands: Sequence[Command],
     args = build_parser(prog, description, commands).parse_args(argv)
     if getattr(args, "verbose", False):
         os.environ[VERBOSE_ENV] = "1"  # read by converters.tf_compat; workers inherit it
-    return run_command(f"{prog} {args.command}", lambda: _reporting_zoo_errors(args))
-
-
-def _reporting_zoo_errors(args: argparse.Namespace) -> int:
-    """The command, with the catalog's own user errors as one line and exit 2 (packages
-    above add theirs, e.g. ``converters.errors.reporting_user_errors``)."""
-    import sys
-
-    from zoo.executors.base import ExecutorUnavailable
-    from zoo.exits import ExitCode, OutputDirError, first_line
-    from zoo.registry import UnknownModelError
-    from zoo.weights import WeightsMismatchError, WeightsUnavailableError
-
-    try:
-        return args._command.run(args)
-    except (UnknownModelError, OutputDirError, WeightsUnavailableError,
-            WeightsMismatchError, ExecutorUnavailable) as exc:
-        print(f"error: {first_line(exc, 1000)}", file=sys.stderr)
-        return ExitCode.BAD_INPUT
+    # every command's exceptions become codes in one place: zoo.exits.exit_for
+    return run_command(f"{prog} {args.command}", lambda: args._command.run(args))
 
 
 def add_models_argument(parser: argparse.ArgumentParser, *, default: str = "the default set"

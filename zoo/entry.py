@@ -131,6 +131,8 @@ class WeightsSource:
     pretrained: bool
     seed: int | None = None
     recipe: str = ""  # random weights: what BN statistics were set from (zoo.build)
+    # a user's model handed over in train mode, put in eval mode (``zoo.build.eval_mode``)
+    eval_note: str = ""
 
     @property
     def spec(self) -> str:
@@ -142,10 +144,10 @@ class WeightsSource:
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "label": self.label, "location": self.location,
                 "pretrained": self.pretrained, "seed": self.seed, "recipe": self.recipe,
-                "spec": self.spec}
+                "spec": self.spec, **({"eval_note": self.eval_note} if self.eval_note else {})}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "WeightsSource":
         """What ``to_json`` wrote (``spec`` is derived again, so it is not read back)."""
         return cls(data["kind"], data["label"], data["location"], bool(data["pretrained"]),
-                   data.get("seed"), data.get("recipe", ""))
+                   data.get("seed"), data.get("recipe", ""), data.get("eval_note", ""))

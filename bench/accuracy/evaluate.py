@@ -14,6 +14,7 @@ import numpy as np
 from bench.accuracy.metrics import score
 from bench.accuracy.photos import LabelledPhotos
 from bench.accuracy.records import REFERENCE, AccuracyRecord, from_scores
+from zoo.exits import raise_if_exhausted
 
 if TYPE_CHECKING:
     from converters.manifest import Manifest
@@ -68,6 +69,7 @@ def _lanes(folder: Path, manifest: "Manifest", formats: tuple[str, ...] | None,
             lane.runner = make_runner(runner_spec(folder, record, threads))
             lane.runner.activate()
         except Exception as exc:  # noqa: BLE001  an artifact that cannot load is a row error
+            raise_if_exhausted(exc, memory=False)
             lane.error, lane.runner = error_line(exc), None
         lanes.append(lane)
     return lanes
@@ -98,6 +100,7 @@ def _feed(lane: _Lane, x: np.ndarray) -> None:
         lane.logits.append(np.asarray(lane.runner.infer({INPUT_NAME: x})[OUTPUT_NAME],
                                       dtype=np.float32))
     except Exception as exc:  # noqa: BLE001
+        raise_if_exhausted(exc, memory=False)
         lane.error = error_line(exc)
         lane.runner.deactivate()
         lane.runner = None

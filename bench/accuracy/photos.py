@@ -36,6 +36,7 @@ class LabelledPhotos:
     labels: tuple[int, ...]  # ImageNet class index of each file
     left_out: int  # calibration photos found in the folder and left out
     total: int  # images in the folder before leaving any out
+    unreadable: tuple[str, ...] = ()  # "name: why" of each image that does not decode, skipped
 
     def __len__(self) -> int:
         return len(self.files)
@@ -98,14 +99,26 @@ def labelled_photos(folder: Path | None = None, *, exclude: frozenset[str] = fro
     if unknown:
         raise PhotosError(f"--photos {folder}: {len(unknown)} wnids are not ImageNet-1k "
                           f"classes (e.g. {unknown[0]})")
-    calib = [bool(exclude) and photo_digest(p) in exclude for p in files]
-    kept = [(p, index[w]) for p, w, c in zip(files, wnids, calib) if not c]
+    bad = _unreadable(files)
+    calib = [p not in bad and bool(exclude) and photo_digest(p) in exclude for p in files]
+    kept = [(p, index[w]) for p, w, c in zip(files, wnids, calib) if not c and p not in bad]
     if not kept:
-        raise PhotosError(f"--photos {folder}: every image is a calibration photo")
+        raise PhotosError(f"--photos {folder}: no readable image that is not a calibration "
+                          f"photo ({len(bad)} unreadable)")
     if limit is not None and 0 < limit < len(kept):
         step = len(kept) / limit
         kept = [kept[int(i * step)] for i in range(limit)]
     layout = "ImageFolder <wnid>/" if any(len(p.relative_to(folder).parts) > 1 for p in files) \
         else "flat <wnid>_*"
     return LabelledPhotos(str(folder), layout, tuple(p for p, _ in kept),
-                          tuple(lab for _, lab in kept), sum(calib), len(files))
+                          tuple(lab for _, lab in kept), sum(calib), len(files),
+                          tuple(f"{p.name}: {why}" for p, why in bad.items()))
+
+
+def _unreadable(files: list[Path]) -> dict[Path, str]:
+    """The images that cannot be decoded (empty, truncated, not an image) and why: each is
+    skipped and counted, so one damaged file costs one photo, not a model's whole row."""
+    from bench.transfer.readers import Unreadable, scan_image
+
+    return {Path(r.path): r.reason for r in map(scan_image, map(str, files))
+            if isinstance(r, Unreadable)}

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from bench.accuracy.metrics import Scores
+from zoo import atomic
 from zoo.jsonrecord import finite_or_null, known_fields
 
 REFERENCE = "pytorch"  # the row every other row is compared with: PyTorch eager, fp32
@@ -97,9 +98,6 @@ def merge(old: Iterable[AccuracyRecord], new: Iterable[AccuracyRecord]) -> list[
 
 def write_jsonl(path: Path, env: Mapping[str, Any], records: Iterable[AccuracyRecord]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     lines = [json.dumps({"type": "environment", "environment": env}, default=str)]
     lines += [json.dumps({"type": "accuracy", **r.to_json()}) for r in records]
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(path)
-    return path
+    return atomic.write_text(path, "\n".join(lines) + "\n")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bench.accuracy.records import AccuracyRecord, read_jsonl
+from zoo import atomic
 from zoo.tables import md_table
 
 SAMPLE_NOTE = ("The imagenet-sample photos may come from ImageNet's *train* split: read top-1 "
@@ -82,7 +83,7 @@ CSV_COLUMNS = tuple(f.name for f in fields(AccuracyRecord))
 
 
 def write_csv(records: Sequence[AccuracyRecord], path: Path) -> Path:
-    with path.open("w", newline="") as fh:
+    with atomic.atomic_open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
         w.writeheader()
         for r in records:
@@ -100,6 +101,6 @@ def generate(files: ReportFiles, photos_text: str | None = None) -> ReportFiles:
         raise FileNotFoundError(f"no accuracy records in {files.raw}")
     text = photos_text or env.get("accuracy", {}).get("photos", files.raw.stem)
     write_csv(records, files.csv)
-    files.markdown.write_text(markdown(env, records, text))
+    atomic.write_text(files.markdown, markdown(env, records, text))
     write_plot(records, files.png)
     return files

@@ -64,6 +64,7 @@ def accuracy_tasks(models: Sequence[str], args: argparse.Namespace, photos: "Lab
                *(("--photos", str(Path(args.photos).absolute())) if args.photos else ()),
                *(("--limit", str(args.limit)) if args.limit is not None else ()),
                *(("--threads", str(args.threads)) if args.threads else ()),
+               *(("--verify", args.verify) if getattr(args, "verify", "fast") != "fast" else ()),
                *(("--exclude", *sorted(exclude)) if exclude else ()))
     code, seen = code_digest(CODE), photos_identity(photos)
     tasks = []

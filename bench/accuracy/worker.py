@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.exits import ExitCode, first_line
+from zoo.exits import ExitCode, first_line, raise_if_exhausted
 
 if TYPE_CHECKING:
     from bench.accuracy.records import AccuracyRecord
@@ -31,6 +31,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int)
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--threads", type=int)
+    p.add_argument("--verify", choices=("fast", "full"), default="fast")
     p.add_argument("--exclude", nargs="*", default=[], metavar="DIGEST",
                    help="content digests of photos to leave out (other models' calibration)")
     return p
@@ -56,8 +57,9 @@ def score(args: argparse.Namespace) -> tuple[int, list["AccuracyRecord"], str]:
         preload_triton()  # before torchvision meets TensorFlow; TF's start-up lines, quietly
     try:
         folder, manifest, dropped = ensure_artifacts(args.model, args.weights, args.artifacts,
-                                                     formats)
+                                                     formats, verify=args.verify)
     except Exception as exc:  # noqa: BLE001  even the ONNX export failed
+        raise_if_exhausted(exc, memory=False)
         return ExitCode.BAD_INPUT, [], f"error: {args.model}: {first_line(exc, 500)}"
     try:
         exclude = frozenset(args.exclude) | calibration_digests([manifest])
@@ -79,6 +81,7 @@ def _run(args: argparse.Namespace, out: Any) -> int:
     try:
         code, records, error = score(args)
     except Exception as exc:  # noqa: BLE001  e.g. PyTorch failed on the photos: the row says so
+        raise_if_exhausted(exc, memory=False)
         code, records, error = ExitCode.PARTIAL, [], f"error: {args.model}: {first_line(exc, 500)}"
     if error:
         print(error, file=sys.stderr)
@@ -96,4 +99,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from zoo.exits import exit_process
+
+    exit_process(main())

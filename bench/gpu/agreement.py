@@ -225,6 +225,7 @@ def _cells(r: dict[str, Any]) -> tuple[Any, ...]:
 def write_tables(env: dict[str, Any], records: list[dict[str, Any]], stem: Path
                  ) -> list[Path]:
     """``stem.csv`` and ``stem.md`` from the records (the raw file is written by ``run``)."""
+    from zoo import atomic
     from zoo.env import markdown_header
     from zoo.tables import md_table
 
@@ -234,7 +235,7 @@ def write_tables(env: dict[str, Any], records: list[dict[str, Any]], stem: Path
         return "" if v is None else str(v).replace("|", "\\|")
 
     csv_path, md_path = stem.with_suffix(".csv"), stem.with_suffix(".md")
-    with csv_path.open("w", newline="") as fh:
+    with atomic.atomic_open(csv_path, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(COLUMNS)
         writer.writerows(_cells(r) for r in records)
@@ -246,18 +247,18 @@ def write_tables(env: dict[str, Any], records: list[dict[str, Any]], stem: Path
                  f"{p}: atol {t.atol:g}, rtol {t.rtol:g}, top-1 {t.min_top1:g}"
                  for p, t in TOLERANCES.items()) + "\n\n")
     text += md_table(COLUMNS, (_cells(r) for r in records), cell=cell)
-    md_path.write_text(text)
+    atomic.write_text(md_path, text)
     return [csv_path, md_path]
 
 
 def write_all(stem: Path, env: dict[str, Any], records: list[dict[str, Any]]) -> list[Path]:
     """The raw records (``raw/<stem>.jsonl``) and the tables made from them."""
+    from zoo import atomic
+
     raw = stem.parent / "raw" / f"{stem.name}.jsonl"
     raw.parent.mkdir(parents=True, exist_ok=True)
-    tmp = raw.with_name(f".{raw.name}.tmp")
-    tmp.write_text("".join(json.dumps(x, default=str) + "\n"
-                           for x in [{"type": "env", **env}, *records]))
-    tmp.replace(raw)
+    atomic.write_text(raw, "".join(json.dumps(x, default=str) + "\n"
+                                   for x in [{"type": "env", **env}, *records]))
     return [raw, *write_tables(env, records, stem)]
 
 
@@ -325,4 +326,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from zoo.exits import exit_process
+
+    exit_process(main())

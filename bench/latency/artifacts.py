@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from bench.latency.records import ConvertRecord, Job
 from converters.formats import FORMATS, formats_of_step
+from zoo.exits import raise_if_exhausted
 
 if TYPE_CHECKING:
     from converters.manifest import Damage, Manifest
@@ -73,19 +74,22 @@ def expected_gaps(model: str) -> tuple[tuple[str, ...], str]:
 
 def reuse_existing(job: Job, folder: Path) -> ConvertRecord | None:
     """The existing artifacts, when the only formats they lack are ones that cannot be made
-    and the ones the job needs match their manifest (size+mtime, else sha256).
+    and the ones the job needs match their manifest (size+mtime, else sha256; every sha256
+    with ``job.verify == "full"``).
 
-    A damaged artifact (or manifest): ``job.on_damaged == "reconvert"`` prints one line per
-    damaged file to stderr and returns None (the caller converts); ``"refuse"`` returns a
-    record whose error names the damage and no weights spec, so the model's rows carry it."""
-    from converters.manifest import unreadable_manifest, verify_artifacts
+    A damaged artifact (or manifest, or files with no manifest): ``job.on_damaged ==
+    "reconvert"`` prints one line per damaged file to stderr and returns None (the caller
+    converts); ``"refuse"`` raises ``DamagedArtifactsError`` (exit 2, nothing measured)."""
+    from converters.manifest import missing_manifest, unreadable_manifest, verify_artifacts
 
     if job.reconvert:
         return None
     try:
         found = manifest_weights(folder)
     except ValueError:  # manifest.json itself is corrupt
-        return _damaged(job, folder, [unreadable_manifest(folder)], "")
+        return _damaged(job, [unreadable_manifest(folder)])
+    if found is None and (gone := missing_manifest(folder)):
+        return _damaged(job, [gone])
     if not found or not weights_match(job.weights, found.spec):
         return None
     missing = set(job.formats) - set(found.formats)
@@ -93,23 +97,20 @@ def reuse_existing(job: Job, folder: Path) -> ConvertRecord | None:
     if not missing <= set(gaps):
         return None
     # Only what the bench will load: a damaged artifact it does not time changes no row.
-    if damage := verify_artifacts(folder, found.manifest, formats=job.formats, side_files=False):
-        return _damaged(job, folder, damage, found.label)
+    if damage := verify_artifacts(folder, found.manifest, formats=job.formats, side_files=False,
+                                  full=job.verify == "full"):
+        return _damaged(job, damage)
     note = f"no {'/'.join(sorted(missing))}: {why}" if missing else ""
     return ConvertRecord(job.model, weights=found.spec, weights_label=found.label,
                          folder=str(folder), formats=found.formats, note=note)
 
 
-def _damaged(job: Job, folder: Path, damage: list["Damage"], label: str) -> ConvertRecord | None:
-    """None after saying what will be reconverted, or the refused model's record."""
-    from converters.manifest import DamagedArtifactsError, act_on_damage
+def _damaged(job: Job, damage: list["Damage"]) -> None:
+    """None after saying what will be reconverted; ``DamagedArtifactsError`` when refused."""
+    from converters.manifest import act_on_damage
 
-    try:
-        act_on_damage(damage, job.on_damaged, log=lambda s: print(s, file=sys.stderr),
-                      remedy="rerun with --on-damaged reconvert (or --reconvert)")
-    except DamagedArtifactsError as exc:
-        return ConvertRecord(job.model, weights_label=label, folder=str(folder),
-                             error=f"artifacts: {exc}"[:1000])
+    act_on_damage(damage, job.on_damaged, log=lambda s: print(s, file=sys.stderr),
+                  remedy="rerun with --on-damaged reconvert (or --reconvert)")
     return None
 
 
@@ -124,6 +125,7 @@ def ensure_artifacts(job: Job) -> ConvertRecord:
     try:
         record.weights, record.weights_label = resolve_weights(job.model, job.weights)
     except Exception as exc:  # noqa: BLE001
+        raise_if_exhausted(exc, memory=False)
         record.error = f"weights: {type(exc).__name__}: {exc}"
         return record
     formats = tuple(f for f in ARTIFACT_FORMATS if f in job.formats)
@@ -133,6 +135,7 @@ def ensure_artifacts(job: Job) -> ConvertRecord:
         record.formats, record.note = convert_what_converts(
             job.model, record.weights, folder.parent, formats)
     except Exception as exc:  # noqa: BLE001
+        raise_if_exhausted(exc, memory=False)
         record.error = f"conversion: {type(exc).__name__}: {exc}"[:500]
         return record
     record.converted = True
@@ -150,6 +153,7 @@ def convert_what_converts(model: str, weights: str, root: Path, formats: tuple[s
             _convert(model, weights, root, formats)
             return formats, "; ".join(notes)
         except Exception as exc:  # noqa: BLE001  any step may fail in any way
+            raise_if_exhausted(exc, memory=False)
             dropped = tuple(f for f in formats if f in _formats_of_failure(exc))
             if not dropped:
                 raise

@@ -18,7 +18,7 @@ from typing import Any
 from zoo.cli import (add_models_argument, add_results_argument, expand_models, results_dir,
                      run_cli)
 from zoo.executors.cli import add_executor_arguments
-from zoo.exits import ExitCode, first_line, require_writable_dir
+from zoo.exits import ExitCode, require_writable_dir
 
 EXIT_USAGE = ExitCode.BAD_INPUT
 
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from converters.manifest import ON_DAMAGED
+    from converters.manifest import add_verify_arguments
 
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     add_models_argument(p, default="the 16 curated models")
@@ -62,9 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_results_argument(p)
     p.add_argument("--name", default="", help="suffix for the result file names")
     p.add_argument("--reconvert", action="store_true", help="convert even if artifacts exist")
-    p.add_argument("--on-damaged", choices=ON_DAMAGED, default="reconvert",
-                   help="artifacts that differ from their manifest (sha256, size, missing): "
-                        "convert again (default), or refuse the model (its rows carry why)")
+    add_verify_arguments(p)
     p.add_argument("--check-overhead", action="store_true",
                    help="also compare the harness with a bare perf_counter loop per row")
     p.add_argument("--job-timeout", type=float, default=1200.0, help="seconds per worker")
@@ -105,6 +103,7 @@ def parse_options(args: argparse.Namespace):
         artifacts_root=args.artifacts, results_dir=results_dir(args), name=args.name,
         job_timeout=args.job_timeout, reconvert=args.reconvert,
         check_overhead=args.check_overhead, repeats=args.repeats, on_damaged=args.on_damaged,
+        verify=args.verify,
         remeasure_peak=args.remeasure_peak, skipped=tuple(skipped.items()))
 
 
@@ -187,13 +186,9 @@ def _list_runtimes(device: str) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.list_runtimes:
         return _list_runtimes(args.device)
-    try:
-        opts = parse_options(args)
-        require_writable_dir(opts.results_dir, "--results")
-        require_writable_dir(opts.artifacts_root, "--artifacts")
-    except (ValueError, KeyError) as exc:
-        print(f"error: {first_line(exc, 1000)}", file=sys.stderr)
-        return EXIT_USAGE
+    opts = parse_options(args)  # a bad value: ValueError, one line and exit 2 (zoo.exits)
+    require_writable_dir(opts.results_dir, "--results")
+    require_writable_dir(opts.artifacts_root, "--artifacts")
     if opts.device == "cuda" and (problem := cuda_problem()):
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
@@ -204,7 +199,10 @@ def run(args: argparse.Namespace) -> int:
               "lines above)", file=sys.stderr)
         return EXIT_USAGE
     from bench.latency.console import run_with_progress
+    from bench.latency.orchestrate import refuse_damaged
     from zoo.executors.cli import executor_from
+
+    refuse_damaged(opts)  # before the GEMM peak or any worker
 
     env = header(opts, [os.path.basename(sys.orig_argv[0]), *sys.orig_argv[1:]])
     with executor_from(args) as executor:  # Ray missing, or no cluster: one line, exit 2

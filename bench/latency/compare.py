@@ -57,9 +57,10 @@ def write_markdown(pairs: list[MedianPair], a: Path, b: Path, tolerance: float, 
             + f"- {verdict(pairs, tolerance)}\n\n"
             + md_table(("model", "runtime", "batch", "threads", "A median ms", "B median ms",
                         "difference", ""), rows, cell=number_cell))
+    from zoo import atomic
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    return out
+    return atomic.write_text(out, text)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

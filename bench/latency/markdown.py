@@ -175,5 +175,6 @@ def write_markdown(run: "RawRun", rows: list[dict[str, Any]], path: Path, *,
         what = "latency and images/s vs batch size" if name.endswith("-batch.png") else (
             "latency vs FLOPs")
         text += f"\n![{what}]({name})\n"
-    path.write_text(text)
-    return path
+    from zoo import atomic
+
+    return atomic.write_text(path, text)

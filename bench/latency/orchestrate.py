@@ -54,6 +54,7 @@ class BenchOptions:
     remeasure_peak: bool = False  # else the GEMM peak comes from the per-machine cache
     peak_cache: Path = field(default_factory=default_peak_cache_dir)
     on_damaged: str = "reconvert"  # artifacts that differ from their manifest: reconvert | refuse
+    verify: str = "fast"  # how artifacts are checked before reuse (converters.manifest.VERIFY)
     skipped: tuple[tuple[str, str], ...] = ()  # (runtime, why it cannot run here): not timed
 
     def job(self, kind: str, **overrides: Any) -> Job:
@@ -61,7 +62,8 @@ class BenchOptions:
         settings: dict[str, Any] = dict(
             device=self.device, batch_sizes=self.batch_sizes, threads=self.threads,
             weights=self.weights, artifacts_root=str(self.artifacts_root.resolve()),
-            timing=self.timing, check_overhead=self.check_overhead, on_damaged=self.on_damaged)
+            timing=self.timing, check_overhead=self.check_overhead, on_damaged=self.on_damaged,
+            verify=self.verify)
         return Job(kind=kind, **{**settings, **overrides})
 
 
@@ -131,6 +133,18 @@ def needed_formats(runtimes: Iterable[str]) -> tuple[str, ...]:
 def _convert_job(opts: BenchOptions, model: str) -> Job:
     return opts.job("convert", model=model, formats=needed_formats(opts.runtimes),
                     reconvert=opts.reconvert)
+
+
+def refuse_damaged(opts: BenchOptions) -> None:
+    """With ``--on-damaged refuse``: ``DamagedArtifactsError`` (exit 2, one line naming the
+    files) for the first model whose artifacts differ from their manifest, before anything
+    is converted, measured or timed (the GEMM peak included)."""
+    from bench.latency.artifacts import reuse_existing
+
+    if opts.on_damaged != "refuse":
+        return
+    for model in opts.models:
+        reuse_existing(_convert_job(opts, model), opts.artifacts_root.resolve() / model)
 
 
 def _convert_record(opts: BenchOptions, model: str, records: Callable[[], list]) -> ConvertRecord:

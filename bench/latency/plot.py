@@ -252,9 +252,12 @@ def _legend_handles(runtimes: list[str], peak: float | None) -> list[Any]:
 
 
 def save(fig: Any, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI)
-    _pyplot().close(fig)
-    return path
+    from zoo.atomic import save_figure
+
+    try:
+        return save_figure(fig, path, dpi=DPI)
+    finally:
+        _pyplot().close(fig)
 
 
 def write_plot(run: "RawRun", rows: list[Row], path: Path) -> Path:

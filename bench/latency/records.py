@@ -61,6 +61,7 @@ class Job:
     check_overhead: bool = False
     reconvert: bool = False
     on_damaged: str = "reconvert"  # artifacts that differ from their manifest: reconvert | refuse
+    verify: str = "fast"  # how artifacts are checked before reuse (converters.manifest.VERIFY)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -122,7 +122,9 @@ def fastest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> Path:
-    with path.open("w", newline="") as fh:
+    from zoo import atomic
+
+    with atomic.atomic_open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=[*COLUMNS, *EXTRA_COLUMNS])
         writer.writeheader()
         for row in rows:
@@ -175,4 +177,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from zoo.exits import exit_process
+
+    exit_process(main())

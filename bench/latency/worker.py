@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable
 
 from bench.latency.records import Job, LatencyRecord, PeakRecord, StaticRecord, thread_env
 from zoo.executors.worker import stdout_to_stderr, write_result
-from zoo.exits import terminate_as_interrupt
+from zoo.exits import raise_if_exhausted, terminate_as_interrupt
 
 if TYPE_CHECKING:
     from bench.latency.runtimes import Runtime
@@ -95,6 +95,7 @@ def run_latency(job: Job) -> list[LatencyRecord]:
         activate_s = time.perf_counter() - t0
         details = {"description": rt.description, "layout": rt.layout, **rt.describe(runner)}
     except Exception as exc:  # noqa: BLE001  any failure is a row, the run goes on
+        raise_if_exhausted(exc, memory=False)
         return [replace(r, error=_error_text(exc)) for r in rows]
     for row in rows:
         row.import_s, row.activate_s, row.details = import_s, activate_s, details
@@ -165,6 +166,7 @@ def _measure_row(job: Job, rt: "Runtime", runner: "BaseRunner", row: LatencyReco
 
             row.overhead = harness_overhead(call, call_s=m.median)
     except Exception as exc:  # noqa: BLE001  e.g. out of memory at a large batch
+        raise_if_exhausted(exc, memory=False)
         row.error = _error_text(exc)
     row.peak_rss_mb = peak_rss_mb()
     if job.device == "cuda":
@@ -178,6 +180,7 @@ def run_static(job: Job) -> list[StaticRecord]:
     try:
         return [static_figures(job)]
     except Exception as exc:  # noqa: BLE001
+        raise_if_exhausted(exc, memory=False)
         return [StaticRecord(model=job.model, weights=job.weights_label, error=_error_text(exc))]
 
 
@@ -187,6 +190,7 @@ def run_peak(job: Job) -> list[PeakRecord]:
     try:
         return [gemm_peak(job)]
     except Exception as exc:  # noqa: BLE001
+        raise_if_exhausted(exc, memory=False)
         return [PeakRecord(device=job.device, threads=job.threads, error=_error_text(exc))]
 
 
@@ -224,4 +228,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from zoo.exits import exit_process
+
+    exit_process(main())

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from zoo.cli import add_models_argument, add_results_argument, expand_models, results_dir
-from zoo.exits import ExitCode, first_line, require_writable_dir
+from zoo.exits import ExitCode, require_writable_dir
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,8 +41,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="artifact root: manifests (sizes the latency run lacks) and int8 "
                         "parity reports")
     add_results_argument(p)
+    p.add_argument("--verify", choices=("fast", "full"), default="full",
+                   help="how the quoted models' artifacts are checked against their manifests "
+                        "(full, the default: every sha256; fast: size and mtime first); a "
+                        "file that changed since it was measured is refused, exit 2")
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 when the ship tables on disk are stale")
+
+
+def _refuse_changed_artifacts(artifacts: Path, models: list[str], *, full: bool) -> None:
+    """``DamagedArtifactsError`` (exit 2) when an artifact of a quoted model no longer
+    matches its manifest: the latency, accuracy and parity rows were measured on other
+    bytes. Models with no artifact folder here are quoted from the tables alone."""
+    from bench.ship.sources import model_folder
+    from converters.manifest import act_on_damage, folder_damage
+
+    for model in models:
+        act_on_damage(folder_damage(model_folder(artifacts, model), full=full), "refuse",
+                      log=print, remedy="convert the model again, then rerun `bench` and "
+                      "`bench accuracy`: their rows are of the files that were measured")
 
 
 def _models(args: argparse.Namespace, sources) -> list[str]:
@@ -62,23 +79,20 @@ def run(args: argparse.Namespace) -> int:
 
     out = results_dir(args)
     folder = args.sources or out
-    try:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be positive, got {args.threads}")
-        if not folder.is_dir():
-            raise ValueError(f"--sources {folder}: no such folder")
-        sources = load_sources(folder, artifacts=args.artifacts, threads=args.threads,
-                               latency=args.latency, accuracy=args.accuracy)
-        models = _models(args, sources)
-        if not models:
-            raise ValueError(f"{folder}: no {args.threads}-thread CPU latency run and no "
-                             "accuracy records under raw/ (`python -m bench --threads 1`, "
-                             "`python -m bench accuracy`)")
-        if not args.check:
-            require_writable_dir(out, "--results")
-    except ValueError as exc:
-        print(f"error: {first_line(exc, 1000)}", file=sys.stderr)
-        return ExitCode.BAD_INPUT
+    if args.threads < 1:
+        raise ValueError(f"--threads must be positive, got {args.threads}")
+    if not folder.is_dir():
+        raise ValueError(f"--sources {folder}: no such folder")
+    sources = load_sources(folder, artifacts=args.artifacts, threads=args.threads,
+                           latency=args.latency, accuracy=args.accuracy)
+    models = _models(args, sources)
+    if not models:
+        raise ValueError(f"{folder}: no {args.threads}-thread CPU latency run and no "
+                         "accuracy records under raw/ (`python -m bench --threads 1`, "
+                         "`python -m bench accuracy`)")
+    _refuse_changed_artifacts(args.artifacts, models, full=args.verify == "full")
+    if not args.check:
+        require_writable_dir(out, "--results")
     ships = build(sources, models, threads=args.threads)
     files = ship_files(out, threads=args.threads)
     if args.check:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bench.ship.sources import Sources
 from bench.ship.table import RULE, Missing, ModelShip, ShipRow, model_ship
+from zoo import atomic
 from zoo.tables import md_table
 
 ROW_COLUMNS = tuple(f.name for f in fields(ShipRow))
@@ -159,9 +160,7 @@ def write(ships: list[ModelShip], files: ShipFiles, folder: Path, *, threads: in
     files.csv.parent.mkdir(parents=True, exist_ok=True)
     for path, text in ((files.csv, csv_text(ships)),
                        (files.markdown, markdown_text(ships, folder, threads=threads))):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+        atomic.write_text(path, text)
     return files
 
 

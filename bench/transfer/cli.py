@@ -170,7 +170,8 @@ def run_model(model: str, args: argparse.Namespace, opts: "RunOptions",
     return records
 
 
-def _run_all(args: argparse.Namespace, opts: "RunOptions", out: Path) -> tuple[int, list[str]]:
+def _run_all(args: argparse.Namespace, opts: "RunOptions", out: Path,
+             env: tuple[str, dict] | None = None) -> tuple[int, list[str]]:
     """(records written, one line per failed dataset or combination): each model a task
     (its own process) on the executor ``args`` ask for."""
     from bench.transfer.runner import summary
@@ -184,7 +185,7 @@ def _run_all(args: argparse.Namespace, opts: "RunOptions", out: Path) -> tuple[i
         return 0, failures
     tasks = transfer_tasks(args, opts, opened)
     with executor_from(args) as executor:  # Ray missing, or no cluster: one line, exit 2
-        records, failed = run_transfer(tasks, out / "transfer.jsonl", executor)
+        records, failed = run_transfer(tasks, out / "transfer.jsonl", executor, env=env)
     for record in records:
         print(summary(record), flush=True)
     for line in failed:
@@ -235,14 +236,13 @@ def run(args: argparse.Namespace) -> int:
     if problem := _bad_options(args):
         print(f"error: {problem}", file=sys.stderr)
         return ExitCode.BAD_INPUT
-    from bench.transfer.records import append_env, new_run_id
+    from bench.transfer.records import new_run_id
     from zoo.env import environment
 
     run_id = new_run_id()
     opts = run_options(args, run_id)
-    append_env(args.out / "transfer.jsonl", run_id,
-               environment(threads=args.threads, weights=",".join(args.weights)))
-    written, failures = _run_all(args, opts, args.out)
+    env = (run_id, environment(threads=args.threads, weights=",".join(args.weights)))
+    written, failures = _run_all(args, opts, args.out, env)
     if not args.no_report and written:
         _report(args.out)
     if not failures:

@@ -29,7 +29,7 @@ from bench.transfer.readers import (ArrayReader, FileReader, ImageFile, ImageRea
                                     IndexedReader, TorchvisionReader, Unreadable,
                                     UnreadableImageError, hash_array, read_idx, scan_images)
 from zoo.data import downloads_allowed
-from zoo.exits import first_line
+from zoo.exits import UserError, first_line
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -38,7 +38,7 @@ SPLITS = ("train", "test")
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 
 
-class DatasetUnavailableError(RuntimeError):
+class DatasetUnavailableError(UserError, RuntimeError):
     """A dataset is neither on disk nor downloadable; the message is one line."""
 
 

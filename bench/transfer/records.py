@@ -106,13 +106,18 @@ def append_record(path: Path, record: TransferRecord) -> None:
         fh.write(json.dumps({"type": "record", **asdict(record)}) + "\n")
 
 
-def append_missing(path: Path, records: list[TransferRecord]) -> int:
+def append_missing(path: Path, records: list[TransferRecord],
+                   env: tuple[str, dict[str, Any]] | None = None) -> int:
     """Append the records the file does not hold yet (a resumed run's records from the
     done-store are there already, unless the run that measured them was killed before
-    writing them); how many were appended."""
-    _, held = read_jsonl(path)
+    writing them); how many were appended. ``env`` (run id, environment): its line goes
+    first, only when there is a record to follow it, so an interrupted run that measured
+    nothing leaves the file as it was."""
+    envs, held = read_jsonl(path)
     seen = {json.dumps(asdict(r), sort_keys=True) for r in held}
     new = [r for r in records if json.dumps(asdict(r), sort_keys=True) not in seen]
+    if new and env is not None and env[0] not in envs:
+        append_env(path, *env)
     for r in new:
         append_record(path, r)
     return len(new)

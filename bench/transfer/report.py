@@ -11,6 +11,7 @@ from typing import Any
 # The plot takes plain latencies (ms per model), so it never imports this module back.
 from bench.transfer.plot import plot_transfer
 from bench.transfer.records import CSV_COLUMNS, TransferRecord, latest, read_jsonl
+from zoo import atomic
 from zoo.tables import md_table
 
 LATENCY_GLOB = "latency-cpu-*.csv"
@@ -77,7 +78,7 @@ def _latency_row(row: dict[str, str], path: Path) -> Latency | None:
 
 def write_csv(records: list[TransferRecord], path: Path, latency: dict[str, Latency]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
+    with atomic.atomic_open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=[*CSV_COLUMNS, "cpu_latency_ms",
                                                 "latency_runtime", "latency_source"])
         writer.writeheader()
@@ -189,6 +190,6 @@ def generate(results_dir: Path, *, stem: str = "transfer") -> ReportFiles:
     files = ReportFiles(results_dir / f"{stem}.csv", results_dir / f"{stem}.md",
                         results_dir / f"{stem}.png", len(records), bool(latency))
     write_csv(records, files.csv, latency)
-    files.markdown.write_text(markdown(records, envs, latency))
+    atomic.write_text(files.markdown, markdown(records, envs, latency))
     plot_transfer(records, {m: lat.median_ms for m, lat in latency.items()}, files.png)
     return files

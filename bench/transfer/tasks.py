@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from bench.transfer.records import TransferRecord, append_missing
 from zoo.executors import PYTHON, Task, TaskResult, code_digest, fingerprint
@@ -79,9 +79,11 @@ def gather(tasks: Sequence[Task], results: Sequence[TaskResult]
 
 
 def run_transfer(tasks: Sequence[Task], raw: Path, executor: "Executor | None" = None, *,
-                 show: bool = True) -> tuple[list[TransferRecord], list[str]]:
+                 show: bool = True, env: tuple[str, dict[str, Any]] | None = None
+                 ) -> tuple[list[TransferRecord], list[str]]:
     """Run the tasks (default: one local process at a time) and append their records to
-    ``raw`` in task order, also those gathered before an interrupt; (records, failures)."""
+    ``raw`` in task order, also those gathered before an interrupt, after this run's
+    ``env`` line (run id, environment) when there is any; (records, failures)."""
     from zoo.executors.driver import run_tasks
 
     got: dict[str, TaskResult] = {}
@@ -91,5 +93,5 @@ def run_transfer(tasks: Sequence[Task], raw: Path, executor: "Executor | None" =
     finally:
         finished = [t for t in tasks if t.key in got]
         records, failures = gather(finished, [got[t.key] for t in finished])
-        append_missing(raw, records)
+        append_missing(raw, records, env)
     return records, failures

@@ -12,12 +12,11 @@ tries it again).
 from __future__ import annotations
 
 import argparse
-import sys
 import traceback
 from dataclasses import asdict
 from typing import Any
 
-from zoo.exits import ExitCode, first_line
+from zoo.exits import ExitCode, first_line, raise_if_exhausted
 
 
 def parser() -> argparse.ArgumentParser:
@@ -44,6 +43,7 @@ def _run(args: argparse.Namespace, out: Any) -> int:
     try:
         records = run_model(model, args, opts, datasets, failures)
     except Exception as exc:  # noqa: BLE001  a model that cannot run: not done, one line
+        raise_if_exhausted(exc, memory=False)
         traceback.print_exc()
         records = []
         failures.append(f"{model}: {type(exc).__name__}: {first_line(exc)}")
@@ -62,4 +62,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from zoo.exits import exit_process
+
+    exit_process(main())

@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 from converters.parity.catalog_table import error_file
+from zoo import atomic
 from zoo.executors import PYTHON, Task, TaskResult, code_digest, fingerprint
 from zoo.executors.done import DONE_DIR  # under --out: which models are done
 from zoo.executors.task import absolute_spec
@@ -78,7 +79,7 @@ def record_outcome(model: str, proc: subprocess.CompletedProcess, out_root: Path
     if proc.returncode == 2 or not (out_root / model / "parity").is_dir():
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         errors = [ln for ln in lines if ln.startswith("error:")]
-        err_file.write_text((errors[-1] if errors else lines[-1] if lines else
-                             f"exit {proc.returncode}") + "\n")
+        atomic.write_text(err_file, (errors[-1] if errors else lines[-1] if lines else
+                                     f"exit {proc.returncode}") + "\n")
     elif err_file.exists():
         err_file.unlink()

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from converters.tolerance import parity_bars_text
+from zoo import atomic
 from zoo.env import markdown_header
 from zoo.tables import md_table
 
@@ -90,7 +91,7 @@ def _row(r: dict) -> dict:
 def write_tables(rows: list[dict], results: Path, env: dict) -> tuple[Path, Path]:
     results.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = results / "parity-catalog.csv", results / "parity-catalog.md"
-    with csv_path.open("w", newline="") as fh:
+    with atomic.atomic_open(csv_path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=COLUMNS)
         w.writeheader()
         for row in rows:
@@ -100,5 +101,5 @@ def write_tables(rows: list[dict], results: Path, env: dict) -> tuple[Path, Path
              f"({parity_bars_text()}). `aligned` counts ONNX float tensors with a counterpart; "
              "per-model JSON under `artifacts/<model>/parity/` says why the others have none.\n",
              md_table(COLUMNS, [[row.get(k, "") for k in COLUMNS] for row in rows])]
-    md_path.write_text("\n".join(lines))
+    atomic.write_text(md_path, "\n".join(lines))
     return csv_path, md_path

@@ -72,9 +72,10 @@ def index_graph(onnx_path: Path) -> GraphIndex:
     """
     import onnx
 
+    from converters.onnx_io import load_structure
     from converters.onnx_names import ModulePaths
 
-    model = onnx.load(str(onnx_path))
+    model = load_structure(onnx_path)  # shapes need no weights, and stay under 2 GB
     for value in model.graph.input:
         dims = value.type.tensor_type.shape.dim
         if dims and not dims[0].dim_value:

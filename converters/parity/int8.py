@@ -39,7 +39,7 @@ import numpy as np
 from converters.parity.metrics import TensorDiff, diff_tensors
 from converters.qdq import DQ_SUFFIX, prepare_for_quantization
 from converters.tolerance import DEFAULT_POLICY, TensorTolerance
-
+from zoo import atomic
 
 
 @dataclass(frozen=True)
@@ -259,8 +259,6 @@ def int8_parity_of(folder: Path, *, n_photos: int = 4) -> list[Int8Parity]:
     """The int8 parity of a converted model's ``onnx_int8`` and ``tflite_int8`` artifacts
     (those it has), on real photos only: random images lie outside the calibrated ranges by
     construction. Writes ``parity/<PARITY_FILES[format]>`` beside the other parity reports."""
-    import json
-
     from converters.manifest import load_manifest
     from converters.parity.run import parity_inputs
 
@@ -278,7 +276,7 @@ def int8_parity_of(folder: Path, *, n_photos: int = 4) -> list[Int8Parity]:
                                           folder / manifest.artifact("tflite_int8").path, x))
     (folder / "parity").mkdir(exist_ok=True)
     for report in reports:
-        (folder / "parity" / PARITY_FILES[report.test]).write_text(
-            json.dumps({"model": manifest.model, "weights": manifest.weights.label,
-                        **report.to_json()}, indent=1) + "\n")
+        atomic.write_json(folder / "parity" / PARITY_FILES[report.test],
+                          {"model": manifest.model, "weights": manifest.weights.label,
+                           **report.to_json()}, indent=1)
     return reports

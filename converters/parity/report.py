@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
 from pathlib import Path
 
 from converters.parity.run import PairReport
+from zoo import atomic
 
 CSV_COLUMNS = ("model", "weights", "reference", "test", "precision", "depth", "tensor", "module",
                "op", "shape", "max_abs", "mean_abs", "rel_l2", "cosine", "snr_db", "passed",
@@ -40,7 +40,7 @@ def write_reports(reports: list[PairReport], folder: Path) -> list[Path]:
     for r in reports:
         path = folder / f"{pair_slug(r)}.json"
         # allow_nan=False: a bare NaN is not JSON; TensorDiff.to_json maps them to null
-        path.write_text(json.dumps(report_json(r), indent=1, allow_nan=False) + "\n")
+        atomic.write_json(path, report_json(r), indent=1, allow_nan=False)
         written.append(path)
     written.append(write_csv(reports, folder / "parity.csv"))
     written.append(plot_depth(reports, folder / "parity.png"))
@@ -48,7 +48,7 @@ def write_reports(reports: list[PairReport], folder: Path) -> list[Path]:
 
 
 def write_csv(reports: list[PairReport], path: Path) -> Path:
-    with path.open("w", newline="") as fh:
+    with atomic.atomic_open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(CSV_COLUMNS)
         for r in reports:
@@ -91,9 +91,10 @@ def plot_depth(reports: list[PairReport], path: Path) -> Path:
     ax.set_title(f"{title}: per-layer error ({reports[0].weights if reports else ''})")
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    try:
+        return atomic.save_figure(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
 
 
 def _pass_bars(ax, reports: list[PairReport]) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from converters.parity.graph_index import GraphIndex, index_graph, subnormal_in_
 from converters.parity.metrics import DiffAccumulator, TensorDiff
 from converters.terminal import Status, no_status
 from converters.tolerance import DEFAULT_POLICY, TensorTolerance, TolerancePolicy
+from zoo.exits import raise_if_exhausted
 
 if TYPE_CHECKING:
     import tempfile
@@ -30,11 +31,14 @@ if TYPE_CHECKING:
 
 
 
-def default_pairs() -> tuple[tuple[str, str], ...]:
-    """PyTorch vs ONNX, then ONNX vs every other default format (``converters.formats``)."""
+def default_pairs(made: Iterable[str] | None = None) -> tuple[tuple[str, str], ...]:
+    """PyTorch vs ONNX, then ONNX vs every other default format (``converters.formats``);
+    with ``made`` (a manifest's formats), only those that were made: a format the convert
+    could not make (its notes say why) has nothing to compare."""
     from converters.formats import default_formats
 
-    return (("pytorch", "onnx"), *(("onnx", f) for f in default_formats() if f != "onnx"))
+    others = [f for f in default_formats() if f != "onnx" and (made is None or f in made)]
+    return (("pytorch", "onnx"), *(("onnx", f) for f in others))
 
 
 @dataclass
@@ -170,6 +174,7 @@ def _capture_or_error(fmt: str, folder: Path, manifest: Manifest, inputs: Parity
     try:
         return capture_format(fmt, folder, manifest, inputs, index, model)
     except Exception as exc:  # an artifact that cannot run fails its pairs, with the reason
+        raise_if_exhausted(exc)
         return f"{fmt}: {error_line(exc)}"
 
 
@@ -287,10 +292,12 @@ def run_parity(folder: Path, *, pairs: tuple[tuple[str, str], ...] | None = None
     held in memory-mapped files (``spill``).
     """
     manifest = load_manifest(folder)
+    _require_memory(folder, manifest)
     remove_stale_scratch(folder)
     inputs = inputs or parity_inputs(manifest)
     run = _ParityRun(folder, manifest, index_graph(folder / manifest.artifact("onnx").path),
-                     default_pairs() if pairs is None else pairs, policy or DEFAULT_POLICY,
+                     default_pairs({a.format for a in manifest.artifacts}) if pairs is None
+                     else pairs, policy or DEFAULT_POLICY,
                      {} if timings is None else timings, status, model)
     n = len(inputs.x)
     memory_mb = capture_memory_mb() if memory_mb is None else memory_mb
@@ -307,6 +314,14 @@ def run_parity(folder: Path, *, pairs: tuple[tuple[str, str], ...] | None = None
     finally:
         run.close()
     return run.reports(inputs.description)
+
+
+def _require_memory(folder: Path, manifest: Manifest) -> None:
+    from converters.onnx_io import load_structure, weight_bytes
+    from converters.parity.budget import require_memory
+
+    onnx = load_structure(folder / manifest.artifact("onnx").path)
+    require_memory(manifest.model, weight_bytes(onnx))
 
 
 @dataclass
@@ -350,6 +365,7 @@ class _ParityRun:
             try:
                 self.model = _rebuild(self.manifest)
             except Exception as exc:  # noqa: BLE001 - reported as the pairs' error
+                raise_if_exhausted(exc)
                 self.failed["pytorch"] = f"pytorch: {error_line(exc)}"
 
     @contextmanager
@@ -382,6 +398,7 @@ class _ParityRun:
                 try:
                     other = self._held(self._capture_floor(exact_fmt, inputs))
                 except Exception as exc:  # noqa: BLE001 - the flat bars hold, with the reason
+                    raise_if_exhausted(exc)
                     state.error = f"{exact_fmt}: {error_line(exc)}"
                     continue
             pair = (other, captures[ref_fmt]) if precision == "fp32" else (captures[ref_fmt], other)
@@ -408,8 +425,9 @@ class _ParityRun:
             import onnx
 
             from converters.onnx_fp16 import round_weights_to_fp16
+            from converters.onnx_io import save_onnx
 
-            onnx.save(round_weights_to_fp16(onnx.load(str(self.onnx_path))), str(path))
+            save_onnx(round_weights_to_fp16(onnx.load(str(self.onnx_path))), path)
         return path
 
     def _scratch(self) -> Path:

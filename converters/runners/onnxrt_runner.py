@@ -1,11 +1,17 @@
 """ONNX Runtime runner (CPU execution provider; CUDA when asked and present)."""
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from converters.runners.base import BaseRunner, RunnerSpec
+
+if TYPE_CHECKING:
+    import onnx
 
 
 class OnnxrtRunner(BaseRunner):
@@ -19,20 +25,27 @@ class OnnxrtRunner(BaseRunner):
         self.capture = capture
         self.session = None
         self.captured: "OrderedDict[str, np.ndarray]" = OrderedDict()
+        self._scratch = contextlib.ExitStack()
 
     def activate_impl(self) -> None:
         import onnxruntime as ort
+
+        from converters.onnx_io import scratch_model
 
         opts = ort.SessionOptions()
         if self.threads:
             opts.intra_op_num_threads = self.threads
             opts.inter_op_num_threads = 1
-        model = mark_all_outputs(self.spec.path) if self.capture else self.spec.path
+        model = self.spec.path
+        if self.capture:
+            model = self._scratch.enter_context(
+                scratch_model(mark_all_outputs(self.spec.path), Path(self.spec.path)))
         self.session = ort.InferenceSession(model, opts, providers=list(self.providers))
         self._all_names = [o.name for o in self.session.get_outputs()]
 
     def deactivate_impl(self) -> None:
         self.session = None
+        self._scratch.close()
 
     def run_prepared(self, feed: dict[str, np.ndarray]) -> "OrderedDict[str, np.ndarray]":
         if not self.capture:
@@ -43,11 +56,14 @@ class OnnxrtRunner(BaseRunner):
         return self.named([values[n] for n in self.spec.output_names])
 
 
-def mark_all_outputs(path: str) -> bytes:
-    """The model at ``path`` with every node's float output added to the graph outputs."""
+def mark_all_outputs(path: str) -> "onnx.ModelProto":
+    """The model at ``path`` with every node's output added to the graph outputs (its
+    external weights, if any, left where they are: ``converters.onnx_io.scratch_model``)."""
     import onnx
 
-    proto = onnx.load(path)
+    from converters.onnx_io import load_structure
+
+    proto = load_structure(Path(path))
     present = {o.name for o in proto.graph.output}
     consts = {n.output[0] for n in proto.graph.node if n.op_type == "Constant"}
     for node in proto.graph.node:
@@ -55,4 +71,4 @@ def mark_all_outputs(path: str) -> bytes:
             if name and name not in present and name not in consts:
                 proto.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
                 present.add(name)
-    return proto.SerializeToString()
+    return proto

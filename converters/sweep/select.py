@@ -17,6 +17,8 @@ import re
 from pathlib import Path
 from typing import Sequence
 
+from zoo import atomic
+
 SOURCES = ("torchvision", "timm")
 _SUFFIX = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "B": 1e9}
 
@@ -103,7 +105,7 @@ def _timm_counts(cache_dir: Path) -> dict[str, int]:
         pass
     counts = {f"timm/{a}": _meta_count(a) for a, _ in _timm_candidates()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(counts, indent=0, sort_keys=True))
+    atomic.write_json(path, counts, indent=0, sort_keys=True)
     return counts
 
 

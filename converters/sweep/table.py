@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from zoo import atomic
 from zoo.build import RANDOM_RECIPE
 
 PATH_COLUMNS = ("converter", "converted", "ran", "agreed", "max_abs_err", "top1", "parity",
@@ -75,7 +76,7 @@ def coverage(records: Sequence[dict[str, Any]]) -> tuple[int, int, int]:
 
 
 def write_csv(records: Sequence[dict[str, Any]], path: Path) -> Path:
-    with path.open("w", newline="") as fh:
+    with atomic.atomic_open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, COLUMNS, extrasaction="ignore")
         w.writeheader()
         for r in records:
@@ -170,7 +171,7 @@ def write_md(records: Sequence[dict[str, Any]], path: Path, env: dict[str, Any],
               "onnx2tf fails or disagrees: marked (keras)); onnx2tf alone makes ONNX, "
               "SavedModel and TFLite fp32/fp16 (its ONNX cell is the tool's). "
               "*(N weights fp32)*: the tool's TFLite fp16 file keeps N weight tensors in "
-              "float32, as float16 cannot hold them (README: TFLite fp16); onnx2tf alone "
+              "float32, as float16 cannot hold them (docs/conversion.md); onnx2tf alone "
               "keeps none.\n\n"
               "Cells: ok, or the first check that fails; a file's per-layer bars drop to "
               "its precision's rounding floor where that is lower (fp16: the ONNX graph's "
@@ -181,16 +182,15 @@ def write_md(records: Sequence[dict[str, Any]], path: Path, env: dict[str, Any],
               "path (conversion, agreement on 16 photos, per-layer parity) in the model's "
               "own process; every column per format is in the CSV.\n\n"
             + (f"Rows swept on {dates[0]}" + (f" to {dates[-1]} (`swept` in the CSV: the "
-               "table completes an earlier run's records, see the README)" if len(dates) > 1
+               "table completes an earlier run's records, see docs/parity.md)" if len(dates) > 1
                else "") + ".\n\n" if dates else "")
             + (f"Weights *{OLDER_RECIPE}*: swept when random weights' BN statistics came "
-               f"from noise alone; *random*: from {RANDOM_RECIPE} (README, weights).\n\n"
+               f"from noise alone; *random*: from {RANDOM_RECIPE} (docs/conversion.md).\n\n"
                if any(_weights(r) == OLDER_RECIPE for r in records) else "")
             + (f"**Incomplete: {n} of {n + len(not_swept)} selected models swept**; not yet: "
                f"{', '.join(not_swept)}.\n\n" if not_swept else "")
             + md_table(headers, md_rows(records)))
-    path.write_text(text)
-    return path
+    return atomic.write_text(path, text)
 
 
 def write_tables(records: Sequence[dict[str, Any]], folder: Path, env: dict[str, Any],
@@ -225,10 +225,7 @@ def write_raw(records: Sequence[dict[str, Any]], path: Path, env: dict[str, Any]
     lines = [json.dumps({"type": "environment", "environment": env}, default=str)]
     lines += [json.dumps({"type": "coverage", **finite_or_null(dict(r))}, default=str)
               for r in records]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(path)
-    return path
+    return atomic.write_text(path, "\n".join(lines) + "\n")
 
 
 def raw_records(path: Path) -> list[dict[str, Any]]:

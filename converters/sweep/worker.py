@@ -13,13 +13,15 @@ RSS (``VmHWM``, reset before it) are recorded. The records (one per model x form
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from zoo import atomic
+from zoo.exits import raise_if_exhausted, run_command
 
 RECORDS = "sweep.json"
 PATHS = ("tool", "onnx2tf")
@@ -124,6 +126,7 @@ def run_path(model: str, path: str, *, weights: str, out: Path,
         manifest = convert_model(model_ref(model, weights), opts,
                                  log=lambda s: print(s, file=sys.stderr))
     except Exception as exc:  # noqa: BLE001  the reason is the record
+        raise_if_exhausted(exc, memory=False)
         result.error = error_line(exc)
         fewer = fallback_formats(formats)
         if fewer:  # what failed may be one step: the formats before it still get their row
@@ -181,6 +184,7 @@ def _fill_parity(result: PathResult, folder: Path) -> None:
     try:
         reports = run_parity(folder, pairs=pairs)
     except Exception as exc:  # noqa: BLE001
+        raise_if_exhausted(exc, memory=False)
         for f in made:
             result.formats[f].parity, result.formats[f].first_divergent = "error", error_line(exc)
         return
@@ -257,19 +261,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep-artifacts", action="store_true",
                    help="keep the converted files (default: removed once checked)")
     args = p.parse_args(argv)
+    # SIGTERM from the driver: the conversion's staging folder is removed before exit 143
+    return run_command("converters.sweep.worker", lambda: _sweep_one(args))
+
+
+def _sweep_one(args: argparse.Namespace) -> int:
     try:
         records = sweep_model(args.model, weights=args.weights, out=args.out)
         code = 0
     except Exception as exc:  # noqa: BLE001  a model that cannot even be built: its row
+        raise_if_exhausted(exc, memory=False)
         records = [error_record(args.model, exc)]
         print(f"error: {records[0]['error']}", file=sys.stderr)
         code = 3
     if not args.keep_artifacts:
         _remove_artifacts(args.model, args.out)
     args.records.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.records.with_name(f".{args.records.name}.tmp")
-    tmp.write_text(json.dumps(records, default=str) + "\n")
-    tmp.replace(args.records)
+    atomic.write_json(args.records, records, default=str)
     return code
 
 
@@ -291,4 +299,6 @@ def _remove_artifacts(model: str, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from zoo.exits import exit_process
+
+    exit_process(main())

@@ -77,6 +77,34 @@ def test_labels_are_sorted_wnid_order_and_calibration_photos_are_left_out(tmp_pa
     assert labelled_photos(nested).labels == (7,)
 
 
+@needs_sample
+def test_an_unreadable_photo_is_skipped_and_counted_not_a_failed_row(tmp_path):
+    files = image_files(SAMPLE)
+    flat = _copy([files[3], files[281]], tmp_path / "flat")
+    (flat / files[999].name).write_bytes(b"")  # a zero-byte photo
+    (flat / files[7].name).write_bytes(files[7].read_bytes()[:2000])  # truncated
+    photos = labelled_photos(flat)
+    assert photos.labels == (3, 281) and photos.total == 4
+    assert sorted(u.split(":")[0] for u in photos.unreadable) == sorted(
+        [files[7].name, files[999].name])
+    assert f"{files[999].name}: empty file" in photos.unreadable
+
+
+@needs_sample
+def test_accuracy_refuses_damaged_artifacts_before_any_work(tmp_path, capsys):
+    from bench.__main__ import main
+    from tests.bench.test_latency import _damage, _write_artifacts
+
+    folder = _write_artifacts(tmp_path / "art" / "mobilenet_v2", ("onnx",))
+    _damage(folder / "onnx.bin")
+    code = main(["accuracy", "--models", "mobilenet_v2", "--artifacts", str(tmp_path / "art"),
+                 "--results", str(tmp_path / "res"), "--on-damaged", "refuse"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "onnx.bin is damaged (sha256 differs from manifest)" in err[0]
+    assert not (tmp_path / "res").exists()
+
+
 def test_photos_bad_input_is_one_error(tmp_path):
     with pytest.raises(PhotosError, match="no such folder"):
         labelled_photos(tmp_path / "missing")

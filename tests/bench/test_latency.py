@@ -542,39 +542,48 @@ def test_reuse_verifies_what_it_reuses(tmp_path, capsys):
     assert reuse_existing(job, folder) is None  # default: reconvert, one line per file
     assert capsys.readouterr().err.splitlines() == [
         f"{folder / 'keras.bin'} is damaged (sha256 differs from manifest): reconverting"]
-    refused = reuse_existing(replace(job, on_damaged="refuse"), folder)
-    assert refused.weights == "" and refused.weights_label == "random weights (seed 0)"
-    assert refused.error.startswith(f"artifacts: {folder / 'keras.bin'} is damaged (sha256 "
-                                    "differs from manifest)")
-    assert "--on-damaged reconvert" in refused.error and "\n" not in refused.error
+    from converters.manifest import DamagedArtifactsError
+
+    with pytest.raises(DamagedArtifactsError) as refused:
+        reuse_existing(replace(job, on_damaged="refuse"), folder)
+    assert str(refused.value).startswith(f"{folder / 'keras.bin'} is damaged (sha256 differs "
+                                         "from manifest)")
+    assert "--on-damaged reconvert" in str(refused.value) and "\n" not in str(refused.value)
     (folder / "manifest.json").write_text("{ truncated")
     assert reuse_existing(job, folder) is None
     assert capsys.readouterr().err.splitlines() == [
         f"{folder / 'manifest.json'} is damaged (not a readable manifest): reconverting"]
-    assert "manifest.json is damaged" in reuse_existing(replace(job, on_damaged="refuse"),
-                                                       folder).error
+    with pytest.raises(DamagedArtifactsError, match="manifest.json is damaged"):
+        reuse_existing(replace(job, on_damaged="refuse"), folder)
+    (folder / "manifest.json").unlink()  # files left, manifest gone: damage too
+    with pytest.raises(DamagedArtifactsError, match="manifest.json is missing"):
+        reuse_existing(replace(job, on_damaged="refuse"), folder)
 
 
-def test_refused_model_rows_carry_the_damage(tmp_path):
-    """``--on-damaged refuse`` reaches the job, and the model's rows carry the damage (no
-    worker runs: nothing is timed on a damaged artifact)."""
-    from bench.latency.cli import build_parser, parse_options
-    from bench.latency.orchestrate import measure_model, prepare_model
-
-    folder = _write_artifacts(tmp_path / MODEL, ("onnx",))
+def test_refused_damage_stops_the_bench_before_anything_runs(tmp_path):
+    """``--on-damaged refuse``: one ``error:`` line and exit 2 before the GEMM peak or any
+    worker (it once exited 3 with the damage in every row, after measuring the peak)."""
+    folder = _write_artifacts(tmp_path / "artifacts" / MODEL, ("onnx",))
     _damage(folder / "onnx.bin")
-    args = build_parser().parse_args(["--models", MODEL, "--runtimes", "onnxruntime",
-                                      "--artifacts", str(tmp_path), "--threads", "1",
-                                      "--batch-sizes", "1,4", "--on-damaged", "refuse"])
-    opts = parse_options(args)
-    assert opts.on_damaged == "refuse" and opts.job("convert").on_damaged == "refuse"
-    assert Job.from_json(opts.job("convert").to_json()).on_damaged == "refuse"
-    conv = prepare_model(opts, MODEL)
-    rows = measure_model(opts, conv, "onnxruntime")
-    assert [r.batch_size for r in rows] == [1, 4]
-    assert all(r.error == conv.error and "onnx.bin is damaged (sha256 differs from manifest)"
-               in r.error for r in rows)
-    assert build_parser().parse_args([]).on_damaged == "reconvert"
+    proc = run_bench_cli("--models", MODEL, "--runtimes", "onnxruntime", "--threads", "1",
+                         "--artifacts", str(tmp_path / "artifacts"),
+                         "--results", str(tmp_path / "results"), "--on-damaged", "refuse")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "onnx.bin is damaged (sha256 differs from manifest)" in errors[0]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").rglob("*"))
+
+
+def test_an_unwritable_peak_cache_warns_and_keeps_the_run(tmp_path, capsys):
+    from bench.latency import peak_cache
+    from bench.latency.records import PeakRecord
+
+    (tmp_path / "file").write_text("x")
+    key = peak_cache.PeakKey.for_machine("cpu", 1, "test cpu")
+    record = PeakRecord("cpu", 1, gflops_per_s=100.0)
+    assert peak_cache.store(key, tmp_path / "file" / "cache", record) is None
+    assert "warning: GEMM peak not cached" in capsys.readouterr().err
 
 
 def test_gemm_peak_is_cached_per_machine(bench_run):

@@ -166,3 +166,20 @@ def test_plot_with_two_models_and_latency_is_accuracy_vs_latency():
                                        for b in boxes[i + 1:])
     assert "vs CPU latency" in _figure_text(fig)
     plt.close(fig)
+
+
+def test_a_run_that_measured_nothing_leaves_the_records_file_as_it_was(tmp_path):
+    """The run's environment line is written with its first record, never alone: an
+    interrupted run once appended an ``env`` line to a finished transfer.jsonl."""
+    from bench.transfer.records import append_missing, read_jsonl
+
+    path = tmp_path / "transfer.jsonl"
+    records = [replace(r, grayscale=float(r.grayscale)) for r in _records()]  # as read back
+    first = records[:1]
+    assert append_missing(path, first, ("r1", {"date": "d"})) == 1
+    before = path.read_bytes()
+    assert append_missing(path, [], ("r2", {"date": "later"})) == 0  # interrupted: nothing
+    assert path.read_bytes() == before
+    assert append_missing(path, first + records[1:2], ("r2", {"date": "later"})) == 1
+    envs, records = read_jsonl(path)
+    assert list(envs) == ["r1", "r2"] and len(records) == 2

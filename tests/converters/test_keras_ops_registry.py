@@ -1,4 +1,4 @@
-"""converters.keras.ops: one registry of handlers, every gap reported at once, README generated."""
+"""converters.keras.ops: one registry of handlers, every gap reported at once, op list generated."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,7 +14,7 @@ from converters.keras import (SUPPORTED_OPS, UnsupportedOpError, find_unsupporte
 from converters.keras.graph import Node  # noqa: E402
 from converters.keras.layout import Const  # noqa: E402
 from converters.keras.ops import ENTRIES, FOLDERS, HANDLERS  # noqa: E402
-from converters.keras.ops.docs import README, readme_op_list, render_op_list  # noqa: E402
+from converters.keras.ops.docs import OPS_PAGE, readme_op_list, render_op_list  # noqa: E402
 from converters.keras.ops.registry import register  # noqa: E402
 from tests.support.keras_models import hand_built_onnx  # noqa: E402
 
@@ -69,12 +69,27 @@ def test_registry_is_the_one_source() -> None:
         register("Softmax")(lambda ctx, node: None)
 
 
-def test_readme_op_list_is_generated() -> None:
-    """Fails when README.md's list is stale: run ``python -m converters.keras.ops --readme``."""
-    assert readme_op_list(README.read_text()) == render_op_list()
+def test_docs_op_list_is_generated() -> None:
+    """Fails when docs/keras.md's list is stale: run ``python -m converters.keras.ops --readme``."""
+    assert OPS_PAGE.relative_to(OPS_PAGE.parents[1]).as_posix() == "docs/keras.md"
+    assert readme_op_list(OPS_PAGE.read_text()) == render_op_list()
     from converters.keras.ops.__main__ import main
 
     assert main(["--check"]) == 0
+
+
+def test_update_rewrites_only_the_marked_block(tmp_path: Path) -> None:
+    from converters.keras.ops.docs import END, START, update_readme
+
+    page = tmp_path / "page.md"
+    page.write_text(f"# head\n\n{START}\nstale\n{END}\n\ntail\n")
+    assert update_readme(page) is True
+    text = page.read_text()
+    assert readme_op_list(text) == render_op_list()
+    assert text.startswith("# head\n\n") and text.endswith(f"{END}\n\ntail\n")
+    assert update_readme(page) is False
+    with pytest.raises(ValueError, match="keras.md"):
+        readme_op_list("no markers here")
 
 
 def _fold(op: str, *vals: Const, **attrs) -> Const:

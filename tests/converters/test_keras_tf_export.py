@@ -166,7 +166,8 @@ def test_auto_exports_from_keras_when_onnx2tf_raises(tmp_path, monkeypatch) -> N
     step = run_tf_step(onnx_path, tmp_path, converter="auto", keras_path=lambda: keras_path,
                        calibration_images=[], step=_step)
     assert [(r.format, r.converter) for r in step.records] == [(f, "keras") for f in TF_FORMATS]
-    assert step.note.startswith("onnx2tf failed (onnx2tf failed on m.onnx: boom at /Conv)")
+    assert step.note == ("onnx2tf failed on m.onnx: boom at /Conv (log: onnx2tf.log): "
+                         "SavedModel/TFLite from the Keras model")  # one line
     agreement = _agreement(onnx_path)(tmp_path, _manifest(step.records))
     assert all(a.passed for a in agreement), agreement
     with pytest.raises(ValueError, match="--tf-converter must be one of auto, onnx2tf, keras"):

@@ -296,3 +296,24 @@ def test_onnx2tf_alone_is_redone_where_the_tools_fp16_file_kept_weights_in_fp32(
     assert all(r["o2t_shared"] is shared for r in rows)
     fp16 = next(r for r in rows if r["format"] == "tflite_fp16")
     assert (fp16["fp32_kept"], fp16["o2t_fp32_kept"]) == (kept, kept if shared else None)
+
+
+def test_sigterm_leaves_no_worker_staging_folder_behind(tmp_path):
+    """The sweep's worker cleans up and exits before the driver does (it once left its
+    ``.partial-PID`` folder for seconds after the driver's exit)."""
+    import signal
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "converters", "sweep", "--weights", "random", "--out", str(out),
+         "--results", str(tmp_path / "results"), "--models", GOOD[0]],
+        cwd=REPO, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not list(out.rglob(".*.partial-*")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr[-2000:]
+    assert list(out.rglob(".*.partial-*")) == []

@@ -76,7 +76,8 @@ def test_checkpoint_that_does_not_fit_names_the_keys(tmp_path, capsys):
 @pytest.mark.parametrize("target, words", [
     ("tests/fixtures/no_such_file.py:tiny_net", "no_such_file.py does not exist"),
     ("tests/fixtures/user_model.py:nothere", "has no factory 'nothere' (its functions and "
-                                             "classes: EluNet, TinyNet, broken_net"),
+                                             "classes: EluNet, HugeHeadNet, TinyNet, WideHeadNet, "
+                                             "broken_net"),
     ("tests/fixtures/user_model.py:broken_net", "broken_net raised RuntimeError: the factory "
                                                 "failed on purpose"),
     ("tests/fixtures/user_model.py:", "give the model as path/to/file.py:factory"),

@@ -120,3 +120,37 @@ def test_parity_cli_reconverts_a_damaged_artifact(out_root):
     assert verify_artifacts(out_root / MODEL, manifest, full=True) == []
     assert (out_root / MODEL / "parity" / "pytorch_vs_onnx.json").is_file()
     assert "non-finite" not in proc.stdout
+
+
+def test_refuse_means_refuse_when_the_manifest_is_gone(out_root):
+    """A folder of files whose manifest.json was deleted is not "never converted": with
+    ``--on-damaged refuse`` it is named and left as it was (it was once converted over)."""
+    folder = out_root / MODEL
+    (folder / "manifest.json").unlink()
+    before = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
+    proc = run_cli("converters", "parity", MODEL, "--weights", "random", "--out", "out",
+                   "--on-damaged", "refuse", cwd=out_root.parent)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, lines
+    assert lines[0].startswith(f"error: out/{MODEL}/manifest.json is missing (the folder "
+                               "holds"), lines
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == before
+
+
+def test_a_rewrite_that_keeps_size_and_mtime_is_caught_by_full_verification(out_root):
+    """``--verify full`` (parity's default): every sha256, so a flipped byte whose size and
+    mtime were restored is damage, not a converter failure."""
+    import os
+
+    onnx_path = out_root / MODEL / f"{MODEL}.onnx"
+    st = onnx_path.stat()
+    corrupt_middle(onnx_path)
+    os.utime(onnx_path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    manifest = load_manifest(out_root / MODEL)
+    assert verify_artifacts(out_root / MODEL, manifest) == []  # the fast path trusts it
+    (damage,) = verify_artifacts(out_root / MODEL, manifest, full=True)
+    assert damage.kind == "sha256 differs"
+    proc = run_cli("converters", "parity", MODEL, "--weights", "random", "--out", "out",
+                   "--on-damaged", "refuse", cwd=out_root.parent)
+    assert proc.returncode == 2 and "sha256 differs" in proc.stderr, proc.stderr[-2000:]

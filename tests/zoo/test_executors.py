@@ -223,6 +223,33 @@ def test_executor_ray_without_ray_is_one_line_exit_2(tmp_path):
     assert not (tmp_path / "out").exists() and not (tmp_path / "r").exists()
 
 
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("how", ["flag", "RAY_ADDRESS"])
+def test_a_ray_address_with_nothing_there_fails_in_one_line_within_seconds(tmp_path, how):
+    """Ray would retry the GCS for minutes (and SIGTERM then gave no message): the address
+    is tried first, with a bounded timeout. ``RAY_ADDRESS`` is Ray's own way to name one."""
+    pytest.importorskip("ray", reason="ray is in the dev extra (pip install -e '.[dev]')")
+    address = f"127.0.0.1:{_closed_port()}"
+    flag = ["--address", address] if how == "flag" else []
+    env = {**os.environ, **({"RAY_ADDRESS": address} if how == "RAY_ADDRESS" else {})}
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "converters", "sweep", "--executor", "ray",
+                           *flag, "--models", "squeezenet1_1", "--out", str(tmp_path / "out"),
+                           "--results", str(tmp_path / "r")],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and time.monotonic() - t0 < 60, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [
+        f"error: --address {address}: no Ray cluster there (Connection refused within 5 s; "
+        "start one with `ray start --head`, or leave --address out for a local one)"]
+
+
 RAY_DRIVER = """
 import sys
 from pathlib import Path

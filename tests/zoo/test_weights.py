@@ -9,8 +9,8 @@ from zoo.data import IMAGENET_CAT_CLASSES, cat_photo, sample_photos
 from zoo.preprocess import preprocess_images
 from zoo.meta import preprocessing_of, published_meta
 from zoo.registry import get_entry
-from zoo.weights import (WeightsMismatchError, WeightsUnavailableError, offline_package_files,
-                         parse_spec)
+from zoo.weights import (WeightsMismatchError, WeightsUnavailableError, load_file_state,
+                         offline_package_files, parse_spec)
 
 
 def test_parse_spec():
@@ -174,3 +174,114 @@ def test_state_dict_of_another_architecture_is_counted_in_one_short_line(tmp_pat
     n_expected = len(build_model("squeezenet1_0", weights="random")[0].state_dict())
     assert f"{n_expected} missing keys (features.0.weight" in msg
     assert f"{len(model.state_dict())} unexpected keys (conv1.weight" in msg
+
+
+def _tiny() -> torch.nn.Module:
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    with torch.no_grad():  # running stats that differ from their defaults
+        model[1].running_mean.uniform_()
+        model[1].num_batches_tracked += 3
+    return model
+
+
+def _prefixed(state: dict, prefix: str) -> dict:
+    return {prefix + k: v for k, v in state.items()}
+
+
+def _assert_same_state(loaded: dict, expected: dict) -> None:
+    assert list(loaded) == list(expected)
+    assert all(torch.equal(loaded[k], v) for k, v in expected.items())
+
+
+@pytest.mark.parametrize("key, prefix", [
+    (None, None), ("state_dict", None), ("model_state_dict", None), ("model", None),
+    ("model_ema", None), ("ema", None), ("state_dict_ema", None),
+    (None, "module."), ("state_dict", "model."), ("model_state_dict", "module."),
+])
+def test_checkpoint_wrappers_are_unwrapped_and_named(tmp_path, key, prefix):
+    model = _tiny()
+    state = _prefixed(model.state_dict(), prefix) if prefix else model.state_dict()
+    path = tmp_path / "best.pth"
+    torch.save({key: state, "epoch": 3, "optimizer_state_dict": {"state": {}}} if key else state,
+               path)
+    loaded, src = load_file_state(str(path))
+    _assert_same_state(loaded, model.state_dict())
+    notes = ([f'key "{key}"'] if key else []) + ([f'prefix "{prefix}" removed'] if prefix else [])
+    assert src.label == (f"file best.pth ({', '.join(notes)})" if notes else "file best.pth")
+    assert src.kind == "file" and src.location == str(path.resolve())
+
+
+def test_plain_weights_win_over_ema_ones(tmp_path):
+    model, ema = _tiny(), _tiny()
+    path = tmp_path / "timm.pth"
+    torch.save({"state_dict_ema": ema.state_dict(), "state_dict": model.state_dict()}, path)
+    loaded, src = load_file_state(str(path))
+    _assert_same_state(loaded, model.state_dict())
+    assert src.label == 'file timm.pth (key "state_dict")'
+
+
+def test_torchvision_reference_checkpoint_with_argparse_args(tmp_path):
+    """torchvision's references/classification/train.py: argparse args beside the weights,
+    and ExponentialMovingAverage's ``module.`` keys with its ``n_averaged`` counter."""
+    import argparse
+
+    model = _tiny()
+    ema = _prefixed(model.state_dict(), "module.") | {"n_averaged": torch.tensor(7)}
+    args = argparse.Namespace(lr=0.5, model="tiny", data_path=None, mixup=[0.2, 1.0])
+    ckpt = {"model": model.state_dict(), "optimizer": {"state": {}}, "lr_scheduler": {},
+            "epoch": 9, "args": args, "model_ema": ema}
+    path = tmp_path / "checkpoint.pth"
+    torch.save(ckpt, path)
+    loaded, src = load_file_state(str(path))
+    _assert_same_state(loaded, model.state_dict())
+    assert src.label == 'file checkpoint.pth (key "model")'
+    assert argparse.Namespace not in torch.serialization.get_safe_globals()  # not left behind
+    del ckpt["model"]
+    torch.save(ckpt, path)
+    loaded, src = load_file_state(str(path))
+    _assert_same_state(loaded, model.state_dict())
+    assert src.label == ('file checkpoint.pth (key "model_ema", prefix "module." removed, '
+                         'n_averaged dropped)')
+
+
+def test_prefix_carried_by_only_some_keys_is_kept(tmp_path):
+    state = {"module.a": torch.ones(1), "b": torch.zeros(1)}
+    path = tmp_path / "mixed.pth"
+    torch.save(state, path)
+    loaded, src = load_file_state(str(path))
+    assert list(loaded) == ["module.a", "b"] and src.label == "file mixed.pth"
+
+
+def test_unknown_checkpoint_dict_names_its_keys_in_one_line(tmp_path):
+    path = tmp_path / "odd.pth"
+    torch.save({"weights": _tiny().state_dict(), "epoch": 3, "step": 10, **{
+        f"extra{i}": i for i in range(8)}}, path)
+    with pytest.raises(WeightsMismatchError) as err:
+        load_file_state(str(path))
+    msg = str(err.value)
+    assert "\n" not in msg and str(path) in msg
+    assert "weights, epoch, step, extra0" in msg and "extra4, ..." in msg and "extra5" not in msg
+    assert "state_dict, model_state_dict, model, state_dict_ema, model_ema, ema" in msg
+
+
+def test_a_model_whose_own_keys_start_with_model_still_loads_strictly(tmp_path):
+    """``self.model = backbone``: its keys look like a Lightning checkpoint's; the prefix
+    removed on loading is put back for a model that carries it itself."""
+    import torch
+    from torch import nn
+
+    from zoo.entry import ModelEntry
+    from zoo.weights import load_file_state, load_strict
+
+    class Wrapped(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+
+    torch.save(Wrapped().state_dict(), tmp_path / "w.pth")
+    state, found = load_file_state(str(tmp_path / "w.pth"))
+    entry = ModelEntry(name="wrapped", family="", builder="", weights_enum="",
+                       default_weights="", feature_layer="", feature_dim=0)
+    model = load_strict(entry, Wrapped(), state, found)
+    assert all(torch.equal(model.state_dict()[k], v)
+               for k, v in torch.load(tmp_path / "w.pth").items())

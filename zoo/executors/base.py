@@ -4,13 +4,14 @@ from __future__ import annotations
 from typing import Iterator, Protocol, Sequence
 
 from zoo.executors.task import NodeInfo, Task, TaskResult
+from zoo.exits import UserError
 
 MAX_RETRIES = 2  # a task whose worker dies runs at most 1 + MAX_RETRIES times
 EXECUTORS = ("local", "ray")
 CLUSTER_EXTRA = "pip install 'modelzoo[cluster]'"
 
 
-class ExecutorUnavailable(RuntimeError):
+class ExecutorUnavailable(UserError, RuntimeError):
     """The chosen executor cannot start here (Ray not installed, no cluster at --address):
     one line and exit 2."""
 

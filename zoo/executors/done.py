@@ -14,6 +14,7 @@ import json
 import os
 from pathlib import Path
 
+from zoo import atomic
 from zoo.executors.task import TaskResult
 
 DONE_DIR = ".done"
@@ -39,10 +40,7 @@ class DoneStore:
     def put(self, result: TaskResult) -> Path:
         path = self.path(result.key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(result.with_(cached=False).to_json(), default=str))
-        os.replace(tmp, path)
-        return path
+        return atomic.write_json(path, result.with_(cached=False).to_json(), default=str)
 
     def discard(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)

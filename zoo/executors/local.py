@@ -42,7 +42,9 @@ class LocalExecutor:
 
     def _execute(self, task: Task) -> TaskResult:
         try:
-            return execute(task, on_start=self._track, threads=self.threads)
+            # die with this driver: one SIGKILLed leaves no conversion running beside a rerun
+            return execute(task, on_start=self._track, threads=self.threads,
+                           die_with_parent=True)
         finally:
             with self._lock:
                 self._live = {p: c for p, c in self._live.items() if c.poll() is None}

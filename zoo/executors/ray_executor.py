@@ -22,6 +22,29 @@ RAY_WORKER_ENV = ("OMP_NUM_THREADS",)  # set by Ray in a worker when the driver 
 TASK_CPUS = 1  # Ray CPUs (and threads) a task holds, unless it takes the whole node
 
 
+CONNECT_TIMEOUT_S = 5.0  # a cluster address that answers nothing fails within this
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """``ExecutorUnavailable`` (one line, exit 2) when nothing accepts a connection at a
+    ``host:port`` or ``ray://host:port`` address within ``timeout`` seconds; Ray itself
+    would retry the GCS for minutes. ``auto`` (the cluster ``ray start`` made here) is
+    left to Ray, which fails at once when there is none."""
+    import socket
+
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if address == "auto" or not sep or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return
+    except OSError as exc:
+        why = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise ExecutorUnavailable(
+            f"--address {address}: no Ray cluster there ({why} within {timeout:g} s; start "
+            "one with `ray start --head`, or leave --address out for a local one)") from None
+
+
 def _run_on_node(task: Task, unset: tuple[str, ...], threads: int | None) -> TaskResult:
     return execute(task, die_with_parent=True, unset=unset, threads=threads)
 
@@ -43,7 +66,10 @@ class RayExecutor:
             raise ExecutorUnavailable(f"--executor ray needs Ray, which is not installed: "
                                       f"{CLUSTER_EXTRA}") from None
         self.ray, self.max_retries = ray, max_retries
+        address = address or os.environ.get("RAY_ADDRESS") or None  # Ray's own variable
         local = address is None
+        if not local:
+            check_reachable(address)
         try:
             ray.init(address=address, num_cpus=(jobs or 1) if local else None,
                      include_dashboard=False, log_to_driver=False, configure_logging=False,

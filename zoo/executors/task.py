@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from zoo.exits import raise_if_exhausted
+
 # argv[0] placeholder: the node's own interpreter (a cluster node may keep it elsewhere)
 PYTHON = "{python}"
 
@@ -182,6 +184,7 @@ def execute(task: Task, *, die_with_parent: bool = False,
         try:
             records, error = task.collect(task, proc)
         except Exception as exc:  # a collector bug is this task's error row, not a crash
+            raise_if_exhausted(exc, memory=False)
             error = f"collecting outputs: {type(exc).__name__}: {first_line(exc)}"
     status = "ok" if proc.returncode == 0 else "failed"
     return TaskResult(task.key, task.fingerprint, status, proc.returncode, records, error,

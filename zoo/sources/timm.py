@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from zoo.entry import ModelEntry, Preprocessing, PublishedMeta
+from zoo.exits import raise_if_exhausted
 
 if TYPE_CHECKING:
     import torch
@@ -132,6 +133,7 @@ def _download(entry: ModelEntry, hub_id: str | None) -> str:
             try:
                 return hf_hub_download(repo_id=hub_id, filename=file_name)
             except Exception as exc:  # offline, no such file in the repo, HTTP errors
+                raise_if_exhausted(exc, memory=False)
                 failures.append(f"{file_name}: {type(exc).__name__}")
         reason = f"download from huggingface.co failed ({'; '.join(failures)})"
     raise WeightsUnavailableError(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from zoo.entry import ModelEntry, Preprocessing, PublishedMeta, imagenet_preprocessing, safe_name
+from zoo.exits import UserCodeExit
 
 if TYPE_CHECKING:
     import torch
@@ -52,6 +53,8 @@ def _import(where: str) -> Any:
             return importlib.import_module(where)
         except ImportError as exc:
             raise UserModelError(f"module {where}: cannot import it ({exc})") from None
+        except SystemExit as exc:
+            raise _exited(f"module {where}", "importing it", exc) from None
         except Exception as exc:  # the user's module raised while importing
             raise UserModelError(f"module {where}: importing it raised "
                                  f"{type(exc).__name__}: {exc}") from None
@@ -66,11 +69,19 @@ def _import(where: str) -> Any:
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
+    except SystemExit as exc:
+        sys.modules.pop(module_name, None)
+        raise _exited(f"model file {where}", "importing it", exc) from None
     except Exception as exc:
         sys.modules.pop(module_name, None)
         raise UserModelError(f"model file {where}: importing it raised "
                              f"{type(exc).__name__}: {exc}") from None
     return module
+
+
+def _exited(what: str, doing: str, exc: SystemExit) -> UserCodeExit:
+    return UserCodeExit(f"{what}: {doing} called sys.exit({exc.code!r}) (code that runs as a "
+                        "script belongs under `if __name__ == \"__main__\":`)")
 
 
 def load_factory(target: str) -> Callable[..., Any]:
@@ -86,12 +97,22 @@ def load_factory(target: str) -> Callable[..., Any]:
     return factory
 
 
+FACTORY_SEED = 0  # torch's RNG while a factory runs (``call_factory``)
+
+
 def call_factory(target: str, kwargs: dict[str, Any]) -> "torch.nn.Module":
+    """The factory's model. It runs with torch's RNG seeded (``FACTORY_SEED``, the global
+    state restored after), so a factory that initialises randomly builds the same weights
+    in every process: parity rebuilds the model the artifacts were converted from."""
     import torch
 
     factory = load_factory(target)
     try:
-        model = factory(**kwargs)
+        with torch.random.fork_rng():
+            torch.manual_seed(FACTORY_SEED)
+            model = factory(**kwargs)
+    except SystemExit as exc:
+        raise _exited(target, "calling it", exc) from None
     except Exception as exc:
         raise UserModelError(f"{target} raised {type(exc).__name__}: {exc}") from None
     if not isinstance(model, torch.nn.Module):
@@ -190,7 +211,8 @@ class UserSource:
                    ) -> tuple["torch.nn.Module", "WeightsSource"]:
         from zoo.entry import WeightsSource
 
-        label = f"factory weights ({Path(entry.builder).name}, as the factory returns them)"
+        label = (f"factory weights ({Path(entry.builder).name}, as the factory returns them, "
+                 f"torch's RNG seeded {FACTORY_SEED})")
         return self.build(entry), WeightsSource("factory", label, "", False)
 
     def available_offline(self, entry: ModelEntry) -> bool:
