@@ -2,7 +2,6 @@
 accuracy, keras-seed, parity-time (see ``bench.cli``)."""
 from __future__ import annotations
 
-
 from bench.cli import BENCH_COMMANDS, DESCRIPTION
 from zoo.cli import run_cli
 

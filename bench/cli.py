@@ -5,7 +5,6 @@ over the same ``zoo.cli.Command`` entries; ``make`` targets call those.
 """
 from __future__ import annotations
 
-
 from bench import derived
 from bench.latency import cli as latency_cli
 from bench.latency import compare, report

@@ -1,7 +1,6 @@
 """``python -m converters COMMAND``: the converters' commands (see ``converters.cli``)."""
 from __future__ import annotations
 
-
 from converters.cli import COMMANDS, DESCRIPTION
 from zoo.cli import run_cli
 
