@@ -103,23 +103,33 @@ def out_of_memory(exc: BaseException) -> bool:
                or any(w in str(e) for w in MEMORY_WORDS) for e in _chain(exc))
 
 
-def raise_if_exhausted(exc: BaseException, *, memory: bool = True) -> None:
-    """Re-raise ``exc`` as ``DiskFull`` (or, with ``memory``, ``OutOfMemory``) when that is
-    what it is; otherwise return, and the caller treats it as the failure it records.
-
-    Call it first in every ``except Exception`` that falls back, records a row or weakens
-    a check: a full disk must stop the run, never read as "this converter failed"."""
+def exhausted(exc: BaseException, *, memory: bool = True) -> ResourceExhausted | None:
+    """``exc`` as the ``DiskFull`` (or, with ``memory``, ``OutOfMemory``) it is, worded for
+    the user; None when it is neither."""
     if isinstance(exc, ResourceExhausted):
-        raise exc
+        return exc
     if disk_full(exc):
         where = next((e.filename for e in _chain(exc)
                       if isinstance(e, OSError) and e.filename), None)
-        raise DiskFull(f"no space left on device{f' writing {where}' if where else ''}: "
-                       "free some space or write elsewhere (--out, --results)") from exc
+        return DiskFull(f"no space left on device{f' writing {where}' if where else ''}: "
+                        "free some space or write elsewhere (--out, --results)")
     if memory and out_of_memory(exc):
         what = type(exc).__name__ + (f": {first_line(exc, 200)}" if str(exc).strip() else "")
-        raise OutOfMemory(f"out of memory ({what}): the model is too big for this machine's "
-                          "free memory") from exc
+        return OutOfMemory(f"out of memory ({what}): the model is too big for this machine's "
+                           "free memory")
+    return None
+
+
+def raise_if_exhausted(exc: BaseException, *, memory: bool = True) -> None:
+    """Raise ``exhausted(exc)`` when ``exc`` is a full disk (or, with ``memory``, running
+    out of memory); otherwise return, and the caller treats it as the failure it records.
+
+    Call it first in every ``except Exception`` that falls back, records a row or weakens
+    a check: a full disk must stop the run, never read as "this converter failed"."""
+    if (found := exhausted(exc, memory=memory)) is exc:
+        raise exc
+    if found is not None:
+        raise found from exc
 
 
 def disk_nearly_full(path: Path, margin: int = 1 << 20) -> bool:
@@ -156,13 +166,8 @@ def exit_for(exc: BaseException) -> tuple[ExitCode, str] | None:
     if isinstance(exc, KeyboardInterrupt):
         term = isinstance(exc, Terminated)
         return ExitCode.TERMINATED if term else ExitCode.INTERRUPTED, ""
-    if disk_full(exc) or out_of_memory(exc):
-        if not isinstance(exc, ResourceExhausted):
-            try:
-                raise_if_exhausted(exc)
-            except ResourceExhausted as exhausted:
-                exc = exhausted
-        return ExitCode.BAD_INPUT, first_line(exc, 1000)
+    if (found := exhausted(exc)) is not None:
+        return ExitCode.BAD_INPUT, first_line(found, 1000)
     if _is_protobuf(exc):
         return ExitCode.BAD_INPUT, (f"protobuf {type(exc).__name__}: {first_line(exc, 300)} "
                                     "(a model file over protobuf's 2 GB, or a corrupt one)")

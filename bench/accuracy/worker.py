@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 
 def parser() -> argparse.ArgumentParser:
+    from converters.manifest import VERIFY
+
     p = argparse.ArgumentParser(prog="python -m bench.accuracy.worker")
     p.add_argument("model")
     p.add_argument("--weights", required=True)
@@ -31,7 +33,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int)
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--threads", type=int)
-    p.add_argument("--verify", choices=("fast", "full"), default="fast")
+    p.add_argument("--verify", choices=VERIFY, default="fast")
     p.add_argument("--exclude", nargs="*", default=[], metavar="DIGEST",
                    help="content digests of photos to leave out (other models' calibration)")
     return p

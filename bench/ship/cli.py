@@ -41,7 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="artifact root: manifests (sizes the latency run lacks) and int8 "
                         "parity reports")
     add_results_argument(p)
-    p.add_argument("--verify", choices=("fast", "full"), default="full",
+    from converters.manifest import VERIFY
+
+    p.add_argument("--verify", choices=VERIFY, default="full",
                    help="how the quoted models' artifacts are checked against their manifests "
                         "(full, the default: every sha256; fast: size and mtime first); a "
                         "file that changed since it was measured is refused, exit 2")
